@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The test command (`make test`): system packages, real services, lint, types, pytest.
+# Services that were already running are left running; those this script started are stopped.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n== %s\n' "$*"; }
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+log "system packages"
+missing=()
+command -v redis-server >/dev/null || missing+=(redis-server)
+command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
+command -v mvn >/dev/null || missing+=(maven)
+if [ ${#missing[@]} -gt 0 ]; then
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+fi
+echo "redis-server: $(redis-server --version | cut -d' ' -f3), java: $(java -version 2>&1 | head -1)"
+
+log "lint and types"
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+.venv/bin/mypy
+
+log "services"
+started_here=()
+for svc in kafka cassandra redis; do
+  if ! .venv/bin/recsys services status "$svc" >/dev/null 2>&1; then started_here+=("$svc"); fi
+done
+stop_started() {
+  if [ ${#started_here[@]} -gt 0 ]; then
+    log "stopping ${started_here[*]}"
+    .venv/bin/recsys services down "${started_here[@]}" || true
+  fi
+}
+trap stop_started EXIT
+.venv/bin/recsys services up
+
+log "pytest"
+.venv/bin/pytest "$@"

@@ -1,0 +1,91 @@
+"""Candidate role: top-N candidates per user, precomputed offline, read online.
+
+Real implementation: Cassandra. Embedded: SQLite. Rows are written in bulk under a version
+(the model bundle's) and become visible only when that version is activated in one switch,
+so readers never see a half-written version.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from shared.errors import RecsysError
+
+
+class UnknownVersion(RecsysError):
+    """A candidate version that was never written (or was dropped)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Candidates:
+    """One user's candidates under one version, best first."""
+
+    user_id: str
+    items: list[str]
+    scores: list[float]
+    sources: list[str] = field(default_factory=list)  # generator that proposed each item
+
+    def __post_init__(self) -> None:
+        if len(self.scores) != len(self.items):
+            raise ValueError(
+                f"user {self.user_id}: {len(self.items)} items, {len(self.scores)} scores"
+            )
+        if self.sources and len(self.sources) != len(self.items):
+            raise ValueError(
+                f"user {self.user_id}: {len(self.items)} items, {len(self.sources)} sources"
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class VersionInfo:
+    """A written candidate version."""
+
+    version: str
+    rows: int
+    live: bool
+
+
+class CandidateStore(ABC):
+    """Versioned candidate lists with one live version."""
+
+    role = "candidates"
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    @abstractmethod
+    def ping(self) -> None:
+        """Raise ``ServiceUnavailable`` unless the store answers."""
+
+    @abstractmethod
+    def init_schema(self) -> None:
+        """Create keyspace and tables (idempotent)."""
+
+    @abstractmethod
+    def write(self, version: str, rows: Iterable[Candidates]) -> int:
+        """Write rows under ``version`` (not yet live); returns how many. May be called repeatedly."""
+
+    @abstractmethod
+    def activate(self, version: str) -> None:
+        """Make ``version`` the live one in one switch; raises ``UnknownVersion``."""
+
+    @abstractmethod
+    def live_version(self) -> str | None:
+        """The version readers get by default."""
+
+    @abstractmethod
+    def get(self, user_id: str, version: str | None = None) -> Candidates | None:
+        """A user's candidates under ``version`` (default: the live one)."""
+
+    @abstractmethod
+    def versions(self) -> list[VersionInfo]:
+        """Every written version, oldest first."""
+
+    @abstractmethod
+    def drop(self, version: str) -> None:
+        """Delete a version's rows; the live version cannot be dropped."""
+
+    def close(self) -> None:
+        """Release connections."""

@@ -1,0 +1,1 @@
+"""Storage roles on Apache Cassandra: candidates and event history."""

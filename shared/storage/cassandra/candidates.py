@@ -1,0 +1,174 @@
+"""Candidates in Cassandra.
+
+``candidates_by_user`` is partitioned by ``(version, bucket)`` with the user as clustering
+key: a read is one row by its full key, and dropping a version deletes a fixed number of
+partitions instead of scanning the table. The bucket count is stored with the version.
+"""
+
+from __future__ import annotations
+
+import itertools
+import zlib
+from collections.abc import Iterable
+
+from cassandra import ConsistencyLevel
+from cassandra.concurrent import execute_concurrent_with_args
+from cassandra.query import PreparedStatement
+
+from shared.errors import RecsysError
+from shared.storage.candidates import Candidates, CandidateStore, UnknownVersion, VersionInfo
+from shared.storage.cassandra.connection import connect, create_keyspace, parse_cassandra_url
+
+DEFAULT_BUCKETS = 64
+_CHUNK = 2000
+
+
+def bucket_of(user_id: str, buckets: int) -> int:
+    return zlib.crc32(user_id.encode()) % buckets
+
+
+class CassandraCandidateStore(CandidateStore):
+    """Bulk writes run concurrently; activation is one single-row write."""
+
+    def __init__(self, url: str, buckets: int = DEFAULT_BUCKETS) -> None:
+        super().__init__(url)
+        self._target = parse_cassandra_url(url)
+        self._ks = self._target.keyspace
+        self._buckets = buckets
+        self._cluster, self._session = connect(self.role, url, self._target)
+        self._statements: dict[str, PreparedStatement] = {}
+        self._version_buckets: dict[str, int] = {}
+
+    def _prepared(self, name: str, cql: str) -> PreparedStatement:
+        if name not in self._statements:
+            statement = self._session.prepare(cql.format(ks=self._ks))
+            statement.consistency_level = ConsistencyLevel.LOCAL_QUORUM
+            self._statements[name] = statement
+        return self._statements[name]
+
+    def ping(self) -> None:
+        self._session.execute("SELECT release_version FROM system.local")
+
+    def init_schema(self) -> None:
+        create_keyspace(self._session, self._target)
+        ks = self._ks
+        self._session.execute(
+            f"CREATE TABLE IF NOT EXISTS {ks}.candidates_by_user (version text, bucket int,"
+            " user_id text, items list<text>, scores list<float>, sources list<text>,"
+            " PRIMARY KEY ((version, bucket), user_id))"
+        )
+        self._session.execute(
+            f"CREATE TABLE IF NOT EXISTS {ks}.candidate_versions (version text PRIMARY KEY,"
+            " rows bigint, buckets int, written_at timestamp)"
+        )
+        self._session.execute(
+            f"CREATE TABLE IF NOT EXISTS {ks}.live_pointers (name text PRIMARY KEY, version text)"
+        )
+
+    def _buckets_of(self, version: str) -> int | None:
+        if version not in self._version_buckets:
+            row = self._session.execute(
+                self._prepared(
+                    "vget", "SELECT buckets FROM {ks}.candidate_versions WHERE version = ?"
+                ),
+                (version,),
+            ).one()
+            if row is None:
+                return None
+            self._version_buckets[version] = int(row.buckets)
+        return self._version_buckets[version]
+
+    def write(self, version: str, rows: Iterable[Candidates]) -> int:
+        buckets = self._buckets_of(version) or self._buckets
+        insert = self._prepared(
+            "insert",
+            "INSERT INTO {ks}.candidates_by_user (version, bucket, user_id, items, scores, sources)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        total = 0
+        iterator = iter(rows)
+        while chunk := list(itertools.islice(iterator, _CHUNK)):
+            params = [
+                (version, bucket_of(c.user_id, buckets), c.user_id, c.items, c.scores, c.sources)
+                for c in chunk
+            ]
+            execute_concurrent_with_args(self._session, insert, params, concurrency=64)
+            total += len(chunk)
+        previous = self._session.execute(
+            self._prepared("vrows", "SELECT rows FROM {ks}.candidate_versions WHERE version = ?"),
+            (version,),
+        ).one()
+        self._session.execute(
+            self._prepared(
+                "vput",
+                "INSERT INTO {ks}.candidate_versions (version, rows, buckets, written_at)"
+                " VALUES (?, ?, ?, toTimestamp(now()))",
+            ),
+            (version, (previous.rows if previous else 0) + total, buckets),
+        )
+        self._version_buckets[version] = buckets
+        return total
+
+    def activate(self, version: str) -> None:
+        if self._buckets_of(version) is None:
+            raise UnknownVersion(f"candidate version {version!r} was never written")
+        self._session.execute(
+            self._prepared(
+                "live", "INSERT INTO {ks}.live_pointers (name, version) VALUES ('candidates', ?)"
+            ),
+            (version,),
+        )
+
+    def live_version(self) -> str | None:
+        row = self._session.execute(
+            self._prepared(
+                "lget", "SELECT version FROM {ks}.live_pointers WHERE name = 'candidates'"
+            )
+        ).one()
+        return None if row is None else str(row.version)
+
+    def get(self, user_id: str, version: str | None = None) -> Candidates | None:
+        version = version or self.live_version()
+        buckets = None if version is None else self._buckets_of(version)
+        if version is None or buckets is None:
+            return None
+        row = self._session.execute(
+            self._prepared(
+                "get",
+                "SELECT items, scores, sources FROM {ks}.candidates_by_user"
+                " WHERE version = ? AND bucket = ? AND user_id = ?",
+            ),
+            (version, bucket_of(user_id, buckets), user_id),
+        ).one()
+        if row is None:
+            return None
+        return Candidates(
+            user_id, list(row.items or []), list(row.scores or []), list(row.sources or [])
+        )
+
+    def versions(self) -> list[VersionInfo]:
+        live = self.live_version()
+        rows = self._session.execute(
+            f"SELECT version, rows, written_at FROM {self._ks}.candidate_versions"
+        ).all()
+        rows.sort(key=lambda r: (r.written_at, r.version))
+        return [VersionInfo(r.version, int(r.rows), r.version == live) for r in rows]
+
+    def drop(self, version: str) -> None:
+        if version == self.live_version():
+            raise RecsysError(f"candidate version {version!r} is live; activate another first")
+        buckets = self._buckets_of(version)
+        if buckets is None:
+            return
+        delete = self._prepared(
+            "delete", "DELETE FROM {ks}.candidates_by_user WHERE version = ? AND bucket = ?"
+        )
+        execute_concurrent_with_args(self._session, delete, [(version, b) for b in range(buckets)])
+        self._session.execute(
+            self._prepared("vdel", "DELETE FROM {ks}.candidate_versions WHERE version = ?"),
+            (version,),
+        )
+        self._version_buckets.pop(version, None)
+
+    def close(self) -> None:
+        self._cluster.shutdown()

@@ -1,0 +1,75 @@
+"""Event log role: an ordered, partitioned, durable log of records keyed by user id.
+
+Real implementation: Apache Kafka. Embedded: SQLite. Records with the same key land in the
+same partition, so one user's events stay in order. Consumers belong to a group and commit
+their position explicitly, after their side effects succeeded (at-least-once delivery).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+DEFAULT_TOPIC = "events"
+DEFAULT_PARTITIONS = 4
+
+
+@dataclass(frozen=True, slots=True)
+class LogRecord:
+    """One record as a consumer sees it."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: str
+    value: bytes
+    timestamp_ms: int
+
+
+class LogConsumer(ABC):
+    """A member of a consumer group reading one topic."""
+
+    @abstractmethod
+    def poll(self, max_records: int = 500, timeout_s: float = 1.0) -> list[LogRecord]:
+        """Return the next records (possibly none after ``timeout_s``)."""
+
+    @abstractmethod
+    def commit(self) -> None:
+        """Commit the position after every record returned by ``poll`` so far."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Leave the group without committing."""
+
+
+class EventLog(ABC):
+    """Append records to topics and hand out consumers."""
+
+    role = "event log"
+
+    def __init__(self, url: str, topic: str = DEFAULT_TOPIC) -> None:
+        self.url = url
+        self.topic = topic
+
+    @abstractmethod
+    def ping(self) -> None:
+        """Raise ``ServiceUnavailable`` unless the log answers."""
+
+    @abstractmethod
+    def init_schema(self, partitions: int = DEFAULT_PARTITIONS) -> None:
+        """Create the default topic (idempotent)."""
+
+    @abstractmethod
+    def append(self, records: Sequence[tuple[str, bytes]], topic: str | None = None) -> None:
+        """Append ``(key, value)`` records; return only once they are durable.
+
+        Raises ``ServiceUnavailable`` when the log did not acknowledge them.
+        """
+
+    @abstractmethod
+    def consumer(self, group_id: str, topic: str | None = None) -> LogConsumer:
+        """A consumer in ``group_id``; a new group starts from the earliest record."""
+
+    def close(self) -> None:
+        """Release connections."""

@@ -1,0 +1,1 @@
+"""Embedded implementations of the storage roles on SQLite (the defaults: nothing to start)."""

@@ -1,0 +1,97 @@
+"""Contract of the candidate role, run against every implementation."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from shared.errors import RecsysError
+from shared.storage.candidates import Candidates, CandidateStore, UnknownVersion
+from shared.storage.factory import open_candidates
+
+
+@pytest.fixture(params=["memory", "sqlite", pytest.param("cassandra", marks=pytest.mark.cassandra)])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[CandidateStore]:
+    if request.param == "cassandra":
+        url = request.getfixturevalue("cassandra_keyspace_url")
+    elif request.param == "sqlite":
+        url = f"sqlite:///{tmp_path}/candidates.db"
+    else:
+        url = "memory://candidates"
+    s = open_candidates(url)
+    s.init_schema()
+    yield s
+    s.close()
+
+
+def rows(n: int, tag: str) -> list[Candidates]:
+    return [
+        Candidates(f"user{u}", [f"{tag}{u}-{k}" for k in range(3)], [1.0, 0.5, 0.25], ["als", "als", "pop"])
+        for u in range(n)
+    ]
+
+
+def test_nothing_is_live_at_first(store: CandidateStore) -> None:
+    assert store.live_version() is None
+    assert store.get("user0") is None
+
+
+def test_written_rows_are_invisible_until_activated(store: CandidateStore) -> None:
+    assert store.write("v1", rows(10, "a")) == 10
+    assert store.get("user3") is None  # not live yet
+    assert store.get("user3", version="v1") == rows(10, "a")[3]
+    store.activate("v1")
+    assert store.live_version() == "v1"
+    assert store.get("user3") == rows(10, "a")[3]
+
+
+def test_activation_switches_readers_in_one_step(store: CandidateStore) -> None:
+    store.write("v1", rows(5, "a"))
+    store.activate("v1")
+    store.write("v2", rows(5, "b"))
+    got = store.get("user1")
+    assert got is not None and got.items[0] == "a1-0"
+    store.activate("v2")
+    got = store.get("user1")
+    assert got is not None and got.items[0] == "b1-0"
+    assert store.get("user1", version="v1") == rows(5, "a")[1]
+
+
+def test_unknown_version_cannot_be_activated(store: CandidateStore) -> None:
+    with pytest.raises(UnknownVersion, match="never written"):
+        store.activate("nope")
+    assert store.get("user0", version="nope") is None
+
+
+def test_versions_list_rows_and_live_flag(store: CandidateStore) -> None:
+    store.write("v1", rows(4, "a"))
+    store.write("v1", rows(6, "a")[4:])  # a second batch of the same version
+    store.write("v2", rows(3, "b"))
+    store.activate("v1")
+    assert [(v.version, v.rows, v.live) for v in store.versions()] == [("v1", 6, True), ("v2", 3, False)]
+
+
+def test_drop_removes_a_version_but_never_the_live_one(store: CandidateStore) -> None:
+    store.write("v1", rows(3, "a"))
+    store.write("v2", rows(3, "b"))
+    store.activate("v2")
+    with pytest.raises(RecsysError, match="live"):
+        store.drop("v2")
+    store.drop("v1")
+    assert [v.version for v in store.versions()] == ["v2"]
+    assert store.get("user0", version="v1") is None
+    assert store.get("user0") is not None
+
+
+def test_bulk_write_is_complete(store: CandidateStore) -> None:
+    n = 5500  # more than one write batch in every implementation
+    written = store.write("big", rows(n, "x"))
+    store.activate("big")
+    assert written == n
+    for u in (0, 1999, 2000, 4999, 5000, n - 1):
+        got = store.get(f"user{u}")
+        assert got is not None and got.items == [f"x{u}-0", f"x{u}-1", f"x{u}-2"]
+        assert got.sources == ["als", "als", "pop"]
+        assert got.scores == pytest.approx([1.0, 0.5, 0.25])
