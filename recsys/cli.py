@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 import typer
+from pydantic import ValidationError
 
 from recsys import data_cli, models_cli, storage_cli
 from recsys.console import err_console
@@ -39,3 +40,8 @@ def main() -> None:
     except RecsysError as err:
         err_console.print(f"[red]error:[/] {err}", soft_wrap=True)
         sys.exit(err.exit_code)
+    except ValidationError as err:  # a RECSYS_* variable that does not parse
+        first = err.errors()[0]
+        name = "RECSYS_" + "_".join(str(p) for p in first["loc"]).upper()
+        err_console.print(f"[red]error:[/] setting {name}: {first['msg']}", soft_wrap=True)
+        sys.exit(2)

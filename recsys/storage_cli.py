@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
 import orjson
 import typer
@@ -41,12 +42,14 @@ def init() -> None:
 
 
 @app.command()
-def check(json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False) -> None:
+def check(
+    json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
     """Open every role from settings and ping it; exit 3 if any does not answer."""
     from shared.storage import factory
 
     settings = Settings()
-    openers = {
+    openers: dict[str, Callable[[], Any]] = {
         "event log": lambda: factory.open_event_log(settings.event_log_url),
         "user state": lambda: factory.open_user_state(
             settings.user_state_url, settings.user_state_ttl_s, settings.recent_items_cap

@@ -8,8 +8,9 @@ runs on a fresh machine with nothing started.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -23,25 +24,21 @@ class Settings(BaseSettings):
         description="Folder for embedded stores, model bundles and the event lake.",
     )
     event_log_url: str = Field(
-        "sqlite:///var/event-log.db",
         description="Event log: kafka://host:port[,host:port]/topic, sqlite:///path or memory://.",
     )
     user_state_url: str = Field(
-        "sqlite:///var/user-state.db",
         description="Fresh per-user state: redis://host:port/db, sqlite:///path or memory://.",
     )
     candidates_url: str = Field(
-        "sqlite:///var/candidates.db",
         description="Precomputed candidates: cassandra://host:port/keyspace, sqlite:///path, memory://.",
     )
     history_url: str = Field(
-        "sqlite:///var/history.db",
         description="Event history: cassandra://host:port/keyspace, sqlite:///path or memory://.",
     )
     registry_url: str = Field(
-        "file://var/models",
         description="Model bundles and registry: file://path (local folder or mounted volume).",
     )
+    # Unset URLs default to embedded stores under ``home`` (see _embedded_defaults).
     user_state_ttl_s: int = Field(
         7 * 24 * 3600, description="Seconds a user's fresh state lives after their last event."
     )
@@ -60,3 +57,22 @@ class Settings(BaseSettings):
         Path.home() / ".cache" / "tiered-recsys",
         description="Download cache outside the clone (Maven jars for the local services).",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _embedded_defaults(cls, data: Any) -> Any:
+        """Unset storage URLs point at embedded stores inside ``home``."""
+        if isinstance(data, dict):
+            home = Path(data.get("home") or "var")
+            for field, target in _EMBEDDED.items():
+                data.setdefault(field, target.format(home=home.as_posix()))
+        return data
+
+
+_EMBEDDED = {
+    "event_log_url": "sqlite:///{home}/event-log.db",
+    "user_state_url": "sqlite:///{home}/user-state.db",
+    "candidates_url": "sqlite:///{home}/candidates.db",
+    "history_url": "sqlite:///{home}/history.db",
+    "registry_url": "file://{home}/models",
+}

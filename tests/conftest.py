@@ -41,3 +41,37 @@ def cassandra_keyspace_url(cassandra_admin: Any) -> Iterator[str]:
     keyspace = unique("recsys_test")
     yield f"{CASSANDRA_URL.rstrip('/')}/{keyspace}"
     cassandra_admin.execute(f"DROP KEYSPACE IF EXISTS {keyspace}")
+
+
+def _ping(service: str) -> None:
+    from shared.storage import factory
+
+    if service == "kafka":
+        factory.open_event_log(KAFKA_URL).ping()
+    elif service == "redis":
+        factory.open_user_state(REDIS_URL, ttl_s=60, recent_cap=1).ping()
+    else:
+        factory.open_history(CASSANDRA_URL).close()
+
+
+_REACHABLE: dict[str, str | None] = {}  # service -> None when it answered, else the error
+
+
+@pytest.fixture(autouse=True)
+def _require_marked_services(request: pytest.FixtureRequest) -> None:
+    """A test marked for a real service fails at once, saying why, when it does not answer."""
+    for service in ("kafka", "cassandra", "redis"):
+        if request.node.get_closest_marker(service) is None:
+            continue
+        if service not in _REACHABLE:
+            try:
+                _ping(service)
+                _REACHABLE[service] = None
+            except Exception as err:
+                _REACHABLE[service] = str(err)
+        if _REACHABLE[service] is not None:
+            pytest.fail(
+                f"{service} is not reachable ({_REACHABLE[service]}): run `recsys services up`"
+                f" or deselect with -m 'not {service}'",
+                pytrace=False,
+            )

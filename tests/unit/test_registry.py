@@ -33,9 +33,14 @@ def test_bundle_records_lineage_params_metrics_and_files(tmp_path: Path) -> None
 
 def test_failed_build_publishes_nothing(tmp_path: Path) -> None:
     registry = ModelRegistry(f"file://{tmp_path}/models")
-    with pytest.raises(RuntimeError), registry.create(None, "fp", {}) as b:
-        (b.path / "half.bin").write_bytes(b"x")
-        raise RuntimeError("training diverged")
+
+    def build() -> None:
+        with registry.create(None, "fp", {}) as b:
+            (b.path / "half.bin").write_bytes(b"x")
+            raise RuntimeError("training diverged")
+
+    with pytest.raises(RuntimeError):
+        build()
     assert registry.list() == []
     assert not any((tmp_path / "models" / "staging").iterdir())
 
