@@ -29,7 +29,9 @@ def list_bundles(json: JsonFlag = False) -> None:
     live = registry.live()
     bundles = registry.list()
     if json:
-        rows = [{**asdict(b), "live": live is not None and b.version == live.version} for b in bundles]
+        rows = [
+            {**asdict(b), "live": live is not None and b.version == live.version} for b in bundles
+        ]
         console.print_json(orjson.dumps(rows).decode())
         return
     table = Table("version", "parent", "created", "data", "metrics", "live")
@@ -37,7 +39,9 @@ def list_bundles(json: JsonFlag = False) -> None:
         metrics = ", ".join(f"{k}={v:.4f}" for k, v in sorted(b.metrics.items())[:4])
         created = time.strftime("%Y-%m-%d %H:%M", time.localtime(b.created_at))
         is_live = "*" if live is not None and b.version == live.version else ""
-        table.add_row(b.version, b.parent or "-", created, b.data_fingerprint[:12], metrics, is_live)
+        table.add_row(
+            b.version, b.parent or "-", created, b.data_fingerprint[:12], metrics, is_live
+        )
     console.print(table)
     if not bundles:
         console.print(f"no bundles in {registry.root}")

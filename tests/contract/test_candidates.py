@@ -28,7 +28,9 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[CandidateS
 
 def rows(n: int, tag: str) -> list[Candidates]:
     return [
-        Candidates(f"user{u}", [f"{tag}{u}-{k}" for k in range(3)], [1.0, 0.5, 0.25], ["als", "als", "pop"])
+        Candidates(
+            f"user{u}", [f"{tag}{u}-{k}" for k in range(3)], [1.0, 0.5, 0.25], ["als", "als", "pop"]
+        )
         for u in range(n)
     ]
 
@@ -70,7 +72,10 @@ def test_versions_list_rows_and_live_flag(store: CandidateStore) -> None:
     store.write("v1", rows(6, "a")[4:])  # a second batch of the same version
     store.write("v2", rows(3, "b"))
     store.activate("v1")
-    assert [(v.version, v.rows, v.live) for v in store.versions()] == [("v1", 6, True), ("v2", 3, False)]
+    assert [(v.version, v.rows, v.live) for v in store.versions()] == [
+        ("v1", 6, True),
+        ("v2", 3, False),
+    ]
 
 
 def test_drop_removes_a_version_but_never_the_live_one(store: CandidateStore) -> None:

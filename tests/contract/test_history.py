@@ -59,7 +59,11 @@ def test_append_is_idempotent_on_event_id(store: EventHistoryStore) -> None:
 def test_limit_and_since(store: EventHistoryStore) -> None:
     written = events("carol", 10, start=1_000.0)
     store.append(written)
-    assert [e.event_id for e in store.for_user("carol", limit=3)] == ["carol-e9", "carol-e8", "carol-e7"]
+    assert [e.event_id for e in store.for_user("carol", limit=3)] == [
+        "carol-e9",
+        "carol-e8",
+        "carol-e7",
+    ]
     since = store.for_user("carol", since=written[6].timestamp)
     assert [e.event_id for e in since] == ["carol-e9", "carol-e8", "carol-e7", "carol-e6"]
 

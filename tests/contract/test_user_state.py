@@ -48,7 +48,9 @@ def test_recent_items_are_newest_first_and_capped(store: UserStateStore) -> None
     state = store.get("u1")
     assert state is not None
     assert state.recent_items == ["a", "f", "e", "d", "c"]
-    assert state.recent_items == merge_recent(merge_recent([], ["a", "b", "c"], CAP), ["d", "e", "f", "a"], CAP)
+    assert state.recent_items == merge_recent(
+        merge_recent([], ["a", "b", "c"], CAP), ["d", "e", "f", "a"], CAP
+    )
 
 
 def test_counters_accumulate(store: UserStateStore) -> None:
@@ -66,7 +68,13 @@ def test_counters_accumulate(store: UserStateStore) -> None:
 
 def test_session_vector_and_last_active_round_trip(store: UserStateStore) -> None:
     vector = np.linspace(-1, 1, 32, dtype=np.float32)
-    store.apply([UserStateUpdate("u1", ["x"], {"play": 1}, session_vector=vector, last_active=1_700_000_000.5)])
+    store.apply(
+        [
+            UserStateUpdate(
+                "u1", ["x"], {"play": 1}, session_vector=vector, last_active=1_700_000_000.5
+            )
+        ]
+    )
     store.apply([UserStateUpdate("u1", ["y"])])  # leaves vector and time alone
     state = store.get("u1")
     assert state is not None

@@ -106,7 +106,9 @@ PENDING = {
 @pytest.mark.parametrize(
     "name",
     [
-        pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=PENDING[n])) if n in PENDING else n
+        pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=PENDING[n]))
+        if n in PENDING
+        else n
         for n in APPS
     ],
 )
