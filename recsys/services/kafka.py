@@ -1,0 +1,176 @@
+"""Apache Kafka 4.x, one node in KRaft combined mode (broker and controller in one JVM)."""
+
+from __future__ import annotations
+
+import base64
+import secrets
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+from recsys.services.base import Service, ServiceError, conf_text, render_template
+from recsys.services.jvm import (
+    ensure_jars,
+    find_java,
+    pinned_version,
+    pom_text,
+    require_java,
+)
+from recsys.services.proc import log_tail
+
+# Kafka 4 brokers need Java 17 or later.
+KAFKA_JAVA = range(17, 100)
+_FORMAT_TIMEOUT_S = 120
+
+
+@dataclass(frozen=True)
+class KafkaConfig:
+    host: str = "127.0.0.1"
+    port: int = 9092
+    controller_port: int = 9093
+    node_id: int = 1
+    num_partitions: int = 4
+    internal_partitions: int = 8
+    heap_mb: int = 512
+
+
+def new_cluster_id() -> str:
+    """A KRaft cluster id: 16 random bytes, base64url without padding (22 characters)."""
+    return base64.urlsafe_b64encode(secrets.token_bytes(16)).rstrip(b"=").decode("ascii")
+
+
+def _prop(value: object) -> str:
+    # java.util.Properties reads a backslash as an escape.
+    return str(value).replace("\\", "\\\\")
+
+
+def render_server_properties(cfg: KafkaConfig, log_dir: Path) -> str:
+    return render_template(
+        "server.properties",
+        {
+            "node_id": cfg.node_id,
+            "host": _prop(cfg.host),
+            "port": cfg.port,
+            "controller_port": cfg.controller_port,
+            "log_dirs": _prop(log_dir),
+            "num_partitions": cfg.num_partitions,
+            "internal_partitions": cfg.internal_partitions,
+        },
+    )
+
+
+def jvm_args(cfg: KafkaConfig, home: Path, jars: Path) -> list[str]:
+    """The JVM options of Kafka's own bin/kafka-server-start.sh, with a smaller heap."""
+    return [
+        # Grows to heap_mb; starting smaller keeps G1 from making the whole heap resident.
+        f"-Xms{cfg.heap_mb // 4}m",
+        f"-Xmx{cfg.heap_mb}m",
+        "-server",
+        "-XX:+UseG1GC",
+        "-XX:MaxGCPauseMillis=20",
+        "-XX:InitiatingHeapOccupancyPercent=35",
+        "-XX:+ExplicitGCInvokesConcurrent",
+        "-XX:MaxInlineLevel=15",
+        "-Djava.awt.headless=true",
+        # The launcher sets no working directory; keep crash files with the rest of our state.
+        f"-XX:ErrorFile={home / 'hs_err_pid%p.log'}",
+        f"-Dkafka.logs.dir={home}",
+        f"-Dlog4j2.configurationFile={home / 'log4j2.xml'}",
+        "-cp",
+        f"{jars}/*",
+    ]
+
+
+def server_argv(java: str, cfg: KafkaConfig, home: Path, jars: Path) -> list[str]:
+    return [java, *jvm_args(cfg, home, jars), "kafka.Kafka", str(home / "server.properties")]
+
+
+def format_argv(java: str, cfg: KafkaConfig, home: Path, jars: Path, cluster_id: str) -> list[str]:
+    return [
+        java,
+        *jvm_args(cfg, home, jars),
+        "kafka.tools.StorageTool",
+        "format",
+        "-t",
+        cluster_id,
+        "-c",
+        str(home / "server.properties"),
+        "--standalone",
+    ]
+
+
+def is_formatted(log_dir: Path) -> bool:
+    """StorageTool writes meta.properties (with the cluster id) into every log dir it formats."""
+    return (log_dir / "meta.properties").is_file()
+
+
+class Kafka(Service):
+    name: ClassVar[str] = "kafka"
+    protocol: ClassVar[str] = "Kafka"
+    ready_timeout_s: ClassVar[float] = 60.0
+
+    def __init__(self, state_dir: Path, cache_dir: Path, config: KafkaConfig | None = None) -> None:
+        self.config = config or KafkaConfig()
+        super().__init__(state_dir, cache_dir, self.config.host, self.config.port)
+
+    @property
+    def pinned_version(self) -> str:
+        return pinned_version(pom_text("kafka"), "kafka.version")
+
+    def prepare(self) -> list[str]:
+        java = find_java()
+        require_java(self.name, java, KAFKA_JAVA)
+        jars = ensure_jars(self.name, self.pinned_version, self.cache_dir, self.log_path)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        (self.home / "server.properties").write_text(
+            render_server_properties(self.config, self.data_dir), encoding="utf-8"
+        )
+        (self.home / "log4j2.xml").write_text(conf_text("log4j2.xml"), encoding="utf-8")
+        if not is_formatted(self.data_dir):
+            self._format(format_argv(java, self.config, self.home, jars, new_cluster_id()))
+        return server_argv(java, self.config, self.home, jars)
+
+    def _format(self, argv: list[str]) -> None:
+        with self.log_path.open("ab") as log:
+            log.write(f"$ {' '.join(argv[-7:])}\n".encode())
+            log.flush()
+            try:
+                done = subprocess.run(
+                    argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=self.env(),
+                    timeout=_FORMAT_TIMEOUT_S,
+                    check=False,
+                )
+            except subprocess.TimeoutExpired as err:
+                raise ServiceError(
+                    f"kafka: formatting {self.data_dir} took over {_FORMAT_TIMEOUT_S} s "
+                    f"(see {self.log_path})"
+                ) from err
+        if done.returncode != 0:
+            raise ServiceError(
+                f"kafka: formatting {self.data_dir} failed: {log_tail(self.log_path)} "
+                f"(see {self.log_path})"
+            )
+
+    def probe(self) -> str | None:
+        # A metadata-level round trip, not just an open port: the broker accepts connections
+        # before it has registered with its controller and can serve requests.
+        from kafka import KafkaAdminClient
+
+        admin = KafkaAdminClient(
+            bootstrap_servers=self.address,
+            client_id="recsys-services-probe",
+            request_timeout_ms=5000,
+            bootstrap_timeout_ms=5000,
+        )
+        try:
+            cluster = admin.describe_cluster()
+        finally:
+            admin.close()
+        if not cluster.get("brokers"):
+            raise ServiceError("kafka: no broker registered yet")
+        return None
