@@ -1,0 +1,121 @@
+"""The candidate-generator interface and the top-n selection every generator shares.
+
+A generator is fitted on a user x item CSR matrix of interaction weights (dense indices;
+see :mod:`offline.generators.matrix`) and answers, for a batch of users, their best
+``n`` items with scores. Generators here score every item for a batch of users
+(:meth:`ScoringGenerator.score`); that is exact and cheap for catalogues of up to tens
+of thousands of items. Beyond that the FAISS index of the offline tier takes over.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Self
+
+import numpy as np
+import numpy.typing as npt
+import scipy.sparse as sp
+
+ItemArray = npt.NDArray[np.int32]
+ScoreArray = npt.NDArray[np.float32]
+# Users scored at once: bounds the dense [users, items] score block to a few hundred MB
+# for catalogues of ~50k items.
+_BATCH_USERS = 1024
+
+
+class CandidateGenerator(ABC):
+    """Fit on interactions, then recommend ``n`` items per user."""
+
+    name: str = "generator"
+
+    @abstractmethod
+    def fit(self, interactions: sp.csr_matrix) -> Self:
+        """Learn from a users x items matrix of interaction weights (non-zero = seen)."""
+
+    @abstractmethod
+    def recommend(
+        self, user_indices: npt.ArrayLike, n: int, exclude_seen: bool = True
+    ) -> tuple[ItemArray, ScoreArray]:
+        """``(items [u, n] int32, scores [u, n] float32)``, best first.
+
+        Slots beyond the items available are ``-1`` with score ``-inf``.
+        """
+
+    def item_embeddings(self) -> npt.NDArray[np.float32] | None:
+        """``[items, d]`` vectors whose dot product with a user vector scores; None if the
+        model has none."""
+        return None
+
+    def user_embeddings(self) -> npt.NDArray[np.float32] | None:
+        return None
+
+
+class ScoringGenerator(CandidateGenerator):
+    """A generator that scores every item for a batch of users; recommend is shared.
+
+    Items without any training interaction are never returned: nothing is known about
+    them (and the benchmark recommends from the training catalogue only).
+    """
+
+    _train: sp.csr_matrix | None = None
+
+    @abstractmethod
+    def score(self, user_indices: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
+        """Dense ``[u, items]`` scores (higher is better)."""
+
+    def _remember(self, interactions: sp.csr_matrix) -> sp.csr_matrix:
+        """Keep the training matrix (for seen-item masks) in canonical CSR form."""
+        train = sp.csr_matrix(interactions, dtype=np.float32)
+        train.sum_duplicates()
+        train.eliminate_zeros()
+        self._train = train
+        self._known = np.diff(train.tocsc().indptr) > 0
+        return train
+
+    @property
+    def train_matrix(self) -> sp.csr_matrix:
+        if self._train is None:
+            raise RuntimeError(f"{self.name}: call fit() before recommend()")
+        return self._train
+
+    def recommend(
+        self, user_indices: npt.ArrayLike, n: int, exclude_seen: bool = True
+    ) -> tuple[ItemArray, ScoreArray]:
+        users = np.asarray(user_indices, dtype=np.int64).reshape(-1)
+        train = self.train_matrix
+        items = np.full((len(users), n), -1, dtype=np.int32)
+        scores = np.full((len(users), n), -np.inf, dtype=np.float32)
+        for start in range(0, len(users), _BATCH_USERS):
+            batch = users[start : start + _BATCH_USERS]
+            block = np.array(self.score(batch), dtype=np.float32, copy=True)
+            block[:, ~self._known] = -np.inf
+            if exclude_seen:
+                seen = train[batch]
+                block[
+                    np.repeat(np.arange(len(batch)), np.diff(seen.indptr)), seen.indices
+                ] = -np.inf
+            top_items, top_scores = top_n(block, n)
+            items[start : start + len(batch)] = top_items
+            scores[start : start + len(batch)] = top_scores
+        return items, scores
+
+
+def top_n(scores: npt.NDArray[np.float32], n: int) -> tuple[ItemArray, ScoreArray]:
+    """Best ``n`` columns per row, best first; ties by lower index; ``-inf`` slots -> -1."""
+    n_rows, n_cols = scores.shape
+    width = min(n, n_cols)
+    if width < n_cols:
+        candidates = np.argpartition(-scores, width - 1, axis=1)[:, :width]
+    else:
+        candidates = np.broadcast_to(np.arange(n_cols), (n_rows, n_cols))
+    cand_scores = np.take_along_axis(scores, candidates, axis=1)
+    # lexsort: last key first -> by score descending, then by item index.
+    order = np.lexsort((candidates, -cand_scores), axis=1)
+    top_items = np.take_along_axis(candidates, order, axis=1).astype(np.int32)
+    top_scores = np.take_along_axis(cand_scores, order, axis=1).astype(np.float32)
+    top_items[~np.isfinite(top_scores)] = -1
+    items = np.full((n_rows, n), -1, dtype=np.int32)
+    out_scores = np.full((n_rows, n), -np.inf, dtype=np.float32)
+    items[:, :width] = top_items
+    out_scores[:, :width] = top_scores
+    return items, out_scores
