@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -75,3 +76,33 @@ def _require_marked_services(request: pytest.FixtureRequest) -> None:
                 f" or deselect with -m 'not {service}'",
                 pytrace=False,
             )
+
+
+_REPO = Path(__file__).resolve().parents[1]
+_MOVIELENS_CANDIDATES = (
+    _REPO.parent / "shared" / "datasets" / "movielens-100k",  # the shared copy beside a checkout
+    _REPO / "datasets" / "movielens-100k",  # `recsys data download movielens-100k`
+)
+
+
+@pytest.fixture
+def movielens_dir() -> Path:
+    """The real MovieLens 100K: $RECSYS_MOVIELENS_DIR, else a known location.
+
+    A configured folder without the data fails the test (a CI typo must not hide tests);
+    with nothing configured and nothing found, the test is skipped, saying how to get it.
+    """
+    configured = os.environ.get("RECSYS_MOVIELENS_DIR")
+    if configured:
+        if not (Path(configured) / "u.data").is_file():
+            pytest.fail(f"RECSYS_MOVIELENS_DIR={configured} holds no u.data")
+        return Path(configured)
+    for candidate in _MOVIELENS_CANDIDATES:
+        if (candidate / "u.data").is_file():
+            return candidate
+    if os.environ.get("CI"):
+        pytest.fail("MovieLens 100K not found in CI: .ci/run sets RECSYS_MOVIELENS_DIR")
+    pytest.skip(
+        "MovieLens 100K not found: set RECSYS_MOVIELENS_DIR or run"
+        " `recsys data download movielens-100k`"
+    )

@@ -9,7 +9,7 @@ Run (one thread: the machine is shared)::
 
     OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 \\
         .venv/bin/python -m offline.experiments.ml100k_baselines \\
-        --data /work/shared/datasets/movielens-100k
+        --data "$RECSYS_MOVIELENS_DIR"
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import scipy.sparse as sp
 
 from offline.generators.base import ScoringGenerator
 from offline.metrics import RankingMetrics, ranking_metrics
+from shared.settings import Settings
 
 K = 10
 # Published MS Recommenders MovieLens-100k table (examples/06_benchmarks), top-k rows.
@@ -218,11 +219,11 @@ def report(results: list[Result]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--data", default="/work/shared/datasets/movielens-100k")
+    parser.add_argument("--data", help="MovieLens 100K folder (default: the movielens_dir setting)")
     parser.add_argument("--only", nargs="*", help="generator names to run (default: all)")
     parser.add_argument("--blend", nargs="*", default=["ease", "als", "covisit"])
     args = parser.parse_args(argv)
-    data = load(args.data)
+    data = load(args.data or str(Settings().movielens_dir))
     results: dict[str, Result] = {}
     specs = factories()
     for name, (factory, space) in specs.items():

@@ -7,11 +7,12 @@ so readers never see a half-written version.
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from shared.errors import RecsysError
+from shared.storage.base import Store
 
 
 class UnknownVersion(RecsysError):
@@ -47,21 +48,10 @@ class VersionInfo:
     live: bool
 
 
-class CandidateStore(ABC):
+class CandidateStore(Store):
     """Versioned candidate lists with one live version."""
 
     role = "candidates"
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-
-    @abstractmethod
-    def ping(self) -> None:
-        """Raise ``ServiceUnavailable`` unless the store answers."""
-
-    @abstractmethod
-    def init_schema(self) -> None:
-        """Create keyspace and tables (idempotent)."""
 
     @abstractmethod
     def write(self, version: str, rows: Iterable[Candidates]) -> int:
@@ -86,6 +76,3 @@ class CandidateStore(ABC):
     @abstractmethod
     def drop(self, version: str) -> None:
         """Delete a version's rows; the live version cannot be dropped."""
-
-    def close(self) -> None:
-        """Release connections."""

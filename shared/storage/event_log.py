@@ -11,6 +11,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from shared.storage.base import Store
+
 DEFAULT_TOPIC = "events"
 DEFAULT_PARTITIONS = 4
 
@@ -43,18 +45,14 @@ class LogConsumer(ABC):
         """Leave the group without committing."""
 
 
-class EventLog(ABC):
+class EventLog(Store):
     """Append records to topics and hand out consumers."""
 
     role = "event log"
 
     def __init__(self, url: str, topic: str = DEFAULT_TOPIC) -> None:
-        self.url = url
+        super().__init__(url)
         self.topic = topic
-
-    @abstractmethod
-    def ping(self) -> None:
-        """Raise ``ServiceUnavailable`` unless the log answers."""
 
     @abstractmethod
     def init_schema(self, partitions: int = DEFAULT_PARTITIONS) -> None:
@@ -70,6 +68,3 @@ class EventLog(ABC):
     @abstractmethod
     def consumer(self, group_id: str, topic: str | None = None) -> LogConsumer:
         """A consumer in ``group_id``; a new group starts from the earliest record."""
-
-    def close(self) -> None:
-        """Release connections."""

@@ -7,27 +7,17 @@ appear twice.
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from collections.abc import Sequence
 
 from shared.events import Event
+from shared.storage.base import Store
 
 
-class EventHistoryStore(ABC):
+class EventHistoryStore(Store):
     """Append-only, per-user event history."""
 
     role = "event history"
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-
-    @abstractmethod
-    def ping(self) -> None:
-        """Raise ``ServiceUnavailable`` unless the store answers."""
-
-    @abstractmethod
-    def init_schema(self) -> None:
-        """Create keyspace and tables (idempotent)."""
 
     @abstractmethod
     def append(self, events: Sequence[Event]) -> None:
@@ -36,6 +26,3 @@ class EventHistoryStore(ABC):
     @abstractmethod
     def for_user(self, user_id: str, limit: int = 100, since: float | None = None) -> list[Event]:
         """The user's events, newest first; ``since`` keeps those at or after it (epoch s)."""
-
-    def close(self) -> None:
-        """Release connections."""

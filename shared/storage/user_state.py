@@ -6,12 +6,14 @@ user's last update, so inactive users cost nothing.
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
+
+from shared.storage.base import Store
 
 Vector = npt.NDArray[np.float32]
 
@@ -47,22 +49,15 @@ def merge_recent(previous: Sequence[str], new_items: Sequence[str], cap: int) ->
     return [*reversed(new_items), *previous][:cap]
 
 
-class UserStateStore(ABC):
+class UserStateStore(Store):
     """Read and update users' fresh state."""
 
     role = "user state"
 
     def __init__(self, url: str, ttl_s: int, recent_cap: int) -> None:
-        self.url = url
+        super().__init__(url)
         self.ttl_s = ttl_s
         self.recent_cap = recent_cap
-
-    @abstractmethod
-    def ping(self) -> None:
-        """Raise ``ServiceUnavailable`` unless the store answers."""
-
-    def init_schema(self) -> None:
-        """Create tables if the implementation has any (idempotent)."""
 
     @abstractmethod
     def apply(self, updates: Sequence[UserStateUpdate]) -> None:
@@ -79,6 +74,3 @@ class UserStateStore(ABC):
     @abstractmethod
     def delete(self, user_id: str) -> None:
         """Forget a user (e.g. on a privacy request)."""
-
-    def close(self) -> None:
-        """Release connections."""

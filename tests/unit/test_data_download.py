@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import threading
 import zipfile
@@ -26,21 +25,6 @@ from shared.data.download import (
 from shared.data.movielens import load_ratings
 from shared.data.sources import MOVIELENS_100K_FILES
 from shared.errors import DataError
-
-SHARED_COPY = Path("/work/shared/datasets/movielens-100k")
-
-
-@pytest.fixture
-def movielens_dir() -> Path:
-    """The real MovieLens 100K: $RECSYS_MOVIELENS_DIR, else the shared copy, else skip."""
-    configured = os.environ.get("RECSYS_MOVIELENS_DIR")
-    if configured:
-        if not (Path(configured) / "u.data").is_file():
-            pytest.fail(f"RECSYS_MOVIELENS_DIR={configured} holds no u.data")
-        return Path(configured)
-    if not (SHARED_COPY / "u.data").is_file():
-        pytest.skip("MovieLens 100K not found: set RECSYS_MOVIELENS_DIR to its folder")
-    return SHARED_COPY
 
 
 class _QuietHandler(SimpleHTTPRequestHandler):

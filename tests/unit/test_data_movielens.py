@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 from pathlib import Path
@@ -14,21 +13,6 @@ import pytest
 from shared.data.frame import INTERACTION_COLUMNS
 from shared.data.movielens import GENRES, load_items, load_ratings, load_users
 from shared.errors import DataError
-
-SHARED_COPY = Path("/work/shared/datasets/movielens-100k")
-
-
-@pytest.fixture
-def movielens_dir() -> Path:
-    """The real MovieLens 100K: $RECSYS_MOVIELENS_DIR, else the shared copy, else skip."""
-    configured = os.environ.get("RECSYS_MOVIELENS_DIR")
-    if configured:
-        if not (Path(configured) / "u.data").is_file():
-            pytest.fail(f"RECSYS_MOVIELENS_DIR={configured} holds no u.data")
-        return Path(configured)
-    if not (SHARED_COPY / "u.data").is_file():
-        pytest.skip("MovieLens 100K not found: set RECSYS_MOVIELENS_DIR to its folder")
-    return SHARED_COPY
 
 
 @pytest.fixture

@@ -11,13 +11,11 @@ import itertools
 import zlib
 from collections.abc import Iterable
 
-from cassandra import ConsistencyLevel
 from cassandra.concurrent import execute_concurrent_with_args
-from cassandra.query import PreparedStatement
 
 from shared.errors import RecsysError
 from shared.storage.candidates import Candidates, CandidateStore, UnknownVersion, VersionInfo
-from shared.storage.cassandra.connection import connect, create_keyspace, parse_cassandra_url
+from shared.storage.cassandra.connection import CassandraStore, create_keyspace
 
 DEFAULT_BUCKETS = 64
 _CHUNK = 2000
@@ -27,27 +25,14 @@ def bucket_of(user_id: str, buckets: int) -> int:
     return zlib.crc32(user_id.encode()) % buckets
 
 
-class CassandraCandidateStore(CandidateStore):
+class CassandraCandidateStore(CassandraStore, CandidateStore):
     """Bulk writes run concurrently; activation is one single-row write."""
 
     def __init__(self, url: str, buckets: int = DEFAULT_BUCKETS) -> None:
         super().__init__(url)
-        self._target = parse_cassandra_url(url)
-        self._ks = self._target.keyspace
+        self._connect(url)
         self._buckets = buckets
-        self._cluster, self._session = connect(self.role, url, self._target)
-        self._statements: dict[str, PreparedStatement] = {}
         self._version_buckets: dict[str, int] = {}
-
-    def _prepared(self, name: str, cql: str) -> PreparedStatement:
-        if name not in self._statements:
-            statement = self._session.prepare(cql.format(ks=self._ks))
-            statement.consistency_level = ConsistencyLevel.LOCAL_QUORUM
-            self._statements[name] = statement
-        return self._statements[name]
-
-    def ping(self) -> None:
-        self._session.execute("SELECT release_version FROM system.local")
 
     def init_schema(self) -> None:
         create_keyspace(self._session, self._target)
@@ -169,6 +154,3 @@ class CassandraCandidateStore(CandidateStore):
             (version,),
         )
         self._version_buckets.pop(version, None)
-
-    def close(self) -> None:
-        self._cluster.shutdown()

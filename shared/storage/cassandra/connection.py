@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
-from cassandra import DriverException
+from cassandra import ConsistencyLevel, DriverException
 from cassandra.cluster import (
     EXEC_PROFILE_DEFAULT,
     Cluster,
@@ -15,6 +15,7 @@ from cassandra.cluster import (
     Session,
 )
 from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
+from cassandra.query import PreparedStatement
 
 from shared.errors import ConfigError, ServiceUnavailable
 
@@ -87,3 +88,29 @@ def create_keyspace(session: Session, target: CassandraTarget) -> None:
 def _first_line(err: BaseException) -> str:
     text = str(err) or type(err).__name__
     return text.splitlines()[0][:300]
+
+
+class CassandraStore:
+    """Mixin for the Cassandra-backed roles: one session, prepared statements, ping, close."""
+
+    role: str
+
+    def _connect(self, url: str) -> None:
+        self._target = parse_cassandra_url(url)
+        self._ks = self._target.keyspace
+        self._cluster, self._session = connect(self.role, url, self._target)
+        self._statements: dict[str, PreparedStatement] = {}
+
+    def _prepared(self, name: str, cql: str) -> PreparedStatement:
+        """Prepare once per store; ``{ks}`` in the CQL is the keyspace."""
+        if name not in self._statements:
+            statement = self._session.prepare(cql.format(ks=self._ks))
+            statement.consistency_level = ConsistencyLevel.LOCAL_QUORUM
+            self._statements[name] = statement
+        return self._statements[name]
+
+    def ping(self) -> None:
+        self._session.execute("SELECT release_version FROM system.local")
+
+    def close(self) -> None:
+        self._cluster.shutdown()

@@ -9,34 +9,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import orjson
-from cassandra import ConsistencyLevel
 from cassandra.concurrent import execute_concurrent_with_args
-from cassandra.query import PreparedStatement
 
 from shared.events import Event
-from shared.storage.cassandra.connection import connect, create_keyspace, parse_cassandra_url
+from shared.storage.cassandra.connection import CassandraStore, create_keyspace
 from shared.storage.history import EventHistoryStore
 
 
-class CassandraEventHistoryStore(EventHistoryStore):
+class CassandraEventHistoryStore(CassandraStore, EventHistoryStore):
     """Writes are concurrent per batch; reads are one partition slice."""
 
     def __init__(self, url: str) -> None:
         super().__init__(url)
-        self._target = parse_cassandra_url(url)
-        self._ks = self._target.keyspace
-        self._cluster, self._session = connect(self.role, url, self._target)
-        self._statements: dict[str, PreparedStatement] = {}
-
-    def _prepared(self, name: str, cql: str) -> PreparedStatement:
-        if name not in self._statements:
-            statement = self._session.prepare(cql.format(ks=self._ks))
-            statement.consistency_level = ConsistencyLevel.LOCAL_QUORUM
-            self._statements[name] = statement
-        return self._statements[name]
-
-    def ping(self) -> None:
-        self._session.execute("SELECT release_version FROM system.local")
+        self._connect(url)
 
     def init_schema(self) -> None:
         create_keyspace(self._session, self._target)
@@ -92,6 +77,3 @@ class CassandraEventHistoryStore(EventHistoryStore):
             )
             for r in rows
         ]
-
-    def close(self) -> None:
-        self._cluster.shutdown()

@@ -10,7 +10,7 @@ import orjson
 
 from shared.errors import RecsysError
 from shared.storage.candidates import Candidates, CandidateStore, UnknownVersion, VersionInfo
-from shared.storage.sqlite.db import SqliteDb
+from shared.storage.sqlite.db import SqliteStore
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS candidates (
@@ -24,20 +24,14 @@ CREATE TABLE IF NOT EXISTS live_version (name TEXT PRIMARY KEY, version TEXT NOT
 _BATCH = 5000
 
 
-class SqliteCandidateStore(CandidateStore):
+class SqliteCandidateStore(SqliteStore, CandidateStore):
     """Each write batch is one transaction; activation is one row update."""
+
+    schema = _SCHEMA
 
     def __init__(self, url: str) -> None:
         super().__init__(url)
-        self._db = SqliteDb(url)
-        self._db.script(_SCHEMA)
-
-    def ping(self) -> None:
-        with self._db.read() as conn:
-            conn.execute("SELECT 1").fetchone()
-
-    def init_schema(self) -> None:
-        self._db.script(_SCHEMA)
+        self._open_db(url)
 
     def write(self, version: str, rows: Iterable[Candidates]) -> int:
         total = 0
@@ -108,9 +102,6 @@ class SqliteCandidateStore(CandidateStore):
         with self._db.transaction() as conn:
             conn.execute("DELETE FROM candidates WHERE version = ?", (version,))
             conn.execute("DELETE FROM candidate_versions WHERE version = ?", (version,))
-
-    def close(self) -> None:
-        self._db.close()
 
 
 def _payload(c: Candidates) -> bytes:

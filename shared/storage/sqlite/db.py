@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import ClassVar
 from urllib.parse import urlsplit
 
 from shared.errors import ConfigError
@@ -76,3 +77,23 @@ class SqliteDb:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+
+
+class SqliteStore:
+    """Mixin for the embedded stores: one database, its schema, ping and close."""
+
+    schema: ClassVar[str]
+
+    def _open_db(self, url: str) -> None:
+        self._db = SqliteDb(url)
+        self._db.script(self.schema)
+
+    def ping(self) -> None:
+        with self._db.read() as conn:
+            conn.execute("SELECT 1").fetchone()
+
+    def init_schema(self) -> None:
+        self._db.script(self.schema)
+
+    def close(self) -> None:
+        self._db.close()

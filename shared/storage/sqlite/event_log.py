@@ -13,7 +13,7 @@ from shared.storage.event_log import (
     LogConsumer,
     LogRecord,
 )
-from shared.storage.sqlite.db import SqliteDb
+from shared.storage.sqlite.db import SqliteDb, SqliteStore
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS topics (topic TEXT PRIMARY KEY, partitions INTEGER NOT NULL);
@@ -34,17 +34,14 @@ def partition_for(key: str, partitions: int) -> int:
     return zlib.crc32(key.encode()) % partitions
 
 
-class SqliteEventLog(EventLog):
+class SqliteEventLog(SqliteStore, EventLog):
     """A file-backed log: enough for the demo and tests; one consumer per group reads all."""
+
+    schema = _SCHEMA
 
     def __init__(self, url: str, topic: str = DEFAULT_TOPIC) -> None:
         super().__init__(url, topic)
-        self._db = SqliteDb(url)
-        self._db.script(_SCHEMA)
-
-    def ping(self) -> None:
-        with self._db.read() as conn:
-            conn.execute("SELECT 1").fetchone()
+        self._open_db(url)
 
     def init_schema(self, partitions: int = DEFAULT_PARTITIONS) -> None:
         self._partitions(self.topic, create_with=partitions)
@@ -83,9 +80,6 @@ class SqliteEventLog(EventLog):
     def consumer(self, group_id: str, topic: str | None = None) -> LogConsumer:
         topic = topic or self.topic
         return _SqliteConsumer(self._db, group_id, topic, self._partitions(topic))
-
-    def close(self) -> None:
-        self._db.close()
 
 
 class _SqliteConsumer(LogConsumer):

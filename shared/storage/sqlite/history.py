@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from shared.events import Event
 from shared.storage.history import EventHistoryStore
-from shared.storage.sqlite.db import SqliteDb
+from shared.storage.sqlite.db import SqliteStore
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events_by_user (
@@ -17,20 +17,14 @@ CREATE INDEX IF NOT EXISTS events_by_user_time ON events_by_user (user_id, times
 """
 
 
-class SqliteEventHistoryStore(EventHistoryStore):
+class SqliteEventHistoryStore(SqliteStore, EventHistoryStore):
     """``INSERT OR IGNORE`` on (user, event id) makes replays harmless."""
+
+    schema = _SCHEMA
 
     def __init__(self, url: str) -> None:
         super().__init__(url)
-        self._db = SqliteDb(url)
-        self._db.script(_SCHEMA)
-
-    def ping(self) -> None:
-        with self._db.read() as conn:
-            conn.execute("SELECT 1").fetchone()
-
-    def init_schema(self) -> None:
-        self._db.script(_SCHEMA)
+        self._open_db(url)
 
     def append(self, events: Sequence[Event]) -> None:
         with self._db.transaction() as conn:
@@ -47,6 +41,3 @@ class SqliteEventHistoryStore(EventHistoryStore):
                 (user_id, since if since is not None else float("-inf"), limit),
             ).fetchall()
         return [Event.from_json(r[0]) for r in rows]
-
-    def close(self) -> None:
-        self._db.close()

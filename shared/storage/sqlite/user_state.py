@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 import orjson
 
-from shared.storage.sqlite.db import SqliteDb
+from shared.storage.sqlite.db import SqliteStore
 from shared.storage.user_state import UserState, UserStateStore, UserStateUpdate, merge_recent
 
 _SCHEMA = """
@@ -19,17 +19,14 @@ CREATE TABLE IF NOT EXISTS user_state (
 """
 
 
-class SqliteUserStateStore(UserStateStore):
+class SqliteUserStateStore(SqliteStore, UserStateStore):
     """Reads ignore expired rows; writes sweep them now and then."""
+
+    schema = _SCHEMA
 
     def __init__(self, url: str, ttl_s: int, recent_cap: int) -> None:
         super().__init__(url, ttl_s, recent_cap)
-        self._db = SqliteDb(url)
-        self._db.script(_SCHEMA)
-
-    def ping(self) -> None:
-        with self._db.read() as conn:
-            conn.execute("SELECT 1").fetchone()
+        self._open_db(url)
 
     def apply(self, updates: Sequence[UserStateUpdate]) -> None:
         now = time.time()
@@ -84,9 +81,6 @@ class SqliteUserStateStore(UserStateStore):
     def delete(self, user_id: str) -> None:
         with self._db.transaction() as conn:
             conn.execute("DELETE FROM user_state WHERE user_id = ?", (user_id,))
-
-    def close(self) -> None:
-        self._db.close()
 
 
 def _row(state: UserState, expires_at: float) -> tuple[str, bytes, bytes | None, float]:

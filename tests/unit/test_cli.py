@@ -1,0 +1,77 @@
+"""The CLI root: one line on stderr and an exit code for every error a user can cause."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from recsys.cli import main
+
+
+def _run(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> int:
+    monkeypatch.setattr("sys.argv", ["recsys", *argv])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    code = exit_info.value.code
+    return code if isinstance(code, int) else 1
+
+
+def test_unknown_scheme_exits_2_naming_role_and_url(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    monkeypatch.setenv("RECSYS_HOME", str(tmp_path))
+    monkeypatch.setenv("RECSYS_CANDIDATES_URL", "mongodb://127.0.0.1/x")
+    assert _run(["storage", "init"], monkeypatch) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: candidates store: unknown URL scheme in 'mongodb://127.0.0.1/x'")
+    assert len(err.splitlines()) == 1
+
+
+def test_unreachable_service_exits_3_naming_role_and_url(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    monkeypatch.setenv("RECSYS_HOME", str(tmp_path))
+    monkeypatch.setenv("RECSYS_USER_STATE_URL", "redis://127.0.0.1:1/0")
+    assert _run(["storage", "init"], monkeypatch) == 3
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: user state store unreachable at redis://127.0.0.1:1/0: ")
+    assert len(err.splitlines()) == 1
+
+
+def test_storage_check_reports_each_role(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    monkeypatch.setenv("RECSYS_HOME", str(tmp_path))
+    monkeypatch.setenv("RECSYS_HISTORY_URL", "cassandra://127.0.0.1:1/recsys")
+    assert _run(["storage", "check", "--json"], monkeypatch) == 3
+    out = capsys.readouterr().out
+    assert '"event log"' in out and '"status": "ok"' in out
+    assert "event history store unreachable at cassandra://127.0.0.1:1/recsys" in out
+
+
+def test_malformed_setting_is_named(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("RECSYS_USER_STATE_TTL_S", "a week")
+    assert _run(["models", "list"], monkeypatch) == 2
+    assert capsys.readouterr().err.startswith("error: setting RECSYS_USER_STATE_TTL_S: ")
+
+
+def test_models_round_trip(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from shared.registry import ModelRegistry
+
+    monkeypatch.setenv("RECSYS_HOME", str(tmp_path))
+    registry = ModelRegistry(f"file://{tmp_path}/models")
+    versions = []
+    for _ in range(2):
+        with registry.create(None, "fp", {}) as bundle:
+            versions.append(bundle.version)
+    for version in versions:
+        assert _run(["models", "promote", version], monkeypatch) == 0
+    assert _run(["models", "rollback"], monkeypatch) == 0
+    assert f"live bundle is now {versions[0]}" in capsys.readouterr().out
+    assert _run(["models", "show", "nope"], monkeypatch) == 2
+    assert "no bundle 'nope'" in capsys.readouterr().err
