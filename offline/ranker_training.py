@@ -1,0 +1,284 @@
+"""Train the candidate ranker (:mod:`shared.ranker`) on the generators' candidates.
+
+Scheme (no test data is ever looked at):
+
+1. fit the generators on the training part *minus* a validation part
+   (:func:`offline.split.validation_split`); each user's candidates are the union of every
+   generator's top ``n`` unseen items; a candidate's label is whether it is in the user's
+   validation part. Users are split once more (seeded) into ranker-training users and
+   early-stopping users, whose nDCG picks the epoch.
+2. refit the same generators on the whole training part and rank *their* candidates with
+   the trained ranker (:func:`rank_candidates`): the features are rank and z-score based,
+   so they keep their meaning when the generators see a little more history.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+import scipy.sparse as sp
+import torch
+
+from offline.generators.base import ScoringGenerator
+from offline.metrics import ranking_metrics
+from shared.ranker import FeatureSpec, Ranker, assemble_features, feature_names
+
+Loss = Literal["bce", "bpr"]
+IntArray = npt.NDArray[np.int32]
+_BATCH_USERS = 1024
+
+
+@dataclass(frozen=True)
+class CandidateSet:
+    """Candidates of ``users`` with their features; ``items`` is padded with -1."""
+
+    users: npt.NDArray[np.int64]
+    items: IntArray  # [u, c]
+    features: npt.NDArray[np.float32]  # [u, c, f]
+    names: tuple[str, ...]
+    top_n: int
+
+    @property
+    def valid(self) -> npt.NDArray[np.bool_]:
+        return self.items >= 0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    hidden: tuple[int, ...] = (64, 32)
+    epochs: int = 10
+    lr: float = 1e-3
+    weight_decay: float = 1e-5
+    batch_size: int = 1024
+    loss: Loss = "bce"
+    negatives: int | None = 32  # sampled per positive each epoch; None = every negative
+    stop_users: float = 0.2  # share of users held out to choose the epoch
+    k: int = 10
+    seed: int = 0
+    device: str = "auto"
+
+
+@dataclass
+class TrainReport:
+    epochs_run: int = 0
+    best_epoch: int = 0
+    best_stop_ndcg: float = 0.0
+    history: list[dict[str, float]] = field(default_factory=list)
+    examples: int = 0
+    positives: int = 0
+    seconds: float = 0.0
+
+
+def candidate_union(
+    members: Sequence[ScoringGenerator], users: npt.NDArray[np.int64], n: int
+) -> IntArray:
+    """Per user, the sorted union of every member's top ``n`` unseen items, -1 padded."""
+    tops = [m.recommend(users, n, exclude_seen=True)[0] for m in members]
+    stacked = np.concatenate(tops, axis=1)
+    rows = [np.unique(r[r >= 0]) for r in stacked]
+    width = max((len(r) for r in rows), default=0)
+    out = np.full((len(users), width), -1, dtype=np.int32)
+    for i, r in enumerate(rows):
+        out[i, : len(r)] = r
+    return out
+
+
+def _member_signals(
+    member: ScoringGenerator,
+    train: sp.csr_matrix,
+    users: npt.NDArray[np.int64],
+    items: IntArray,
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+    """z-score and 0-based rank of each candidate in ``member``'s ranking of the items it
+    can recommend (seen and never-interacted items excluded, as in the blend)."""
+    known = np.diff(train.tocsc().indptr) > 0
+    z = np.zeros(items.shape, dtype=np.float32)
+    rank = np.zeros(items.shape, dtype=np.int64)
+    safe = np.maximum(items, 0)
+    for start in range(0, len(users), _BATCH_USERS):
+        batch = users[start : start + _BATCH_USERS]
+        raw = np.array(member.score(batch), dtype=np.float64, copy=True)
+        seen = train[batch]
+        raw[:, ~known] = np.nan
+        raw[np.repeat(np.arange(len(batch)), np.diff(seen.indptr)), seen.indices] = np.nan
+        mean = np.nanmean(raw, axis=1, keepdims=True)
+        std = np.nanstd(raw, axis=1, keepdims=True)
+        block_z = (raw - mean) / np.where(std > 0, std, 1.0)
+        order = np.argsort(-np.nan_to_num(raw, nan=-np.inf), axis=1, kind="stable")
+        block_rank = np.empty_like(order)
+        np.put_along_axis(block_rank, order, np.arange(raw.shape[1])[None, :], axis=1)
+        rows = slice(start, start + len(batch))
+        z[rows] = np.nan_to_num(np.take_along_axis(block_z, safe[rows], axis=1))
+        rank[rows] = np.take_along_axis(block_rank, safe[rows], axis=1)
+    return z, rank
+
+
+def build_candidates(
+    members: Sequence[ScoringGenerator], train: sp.csr_matrix, n: int
+) -> CandidateSet:
+    """Candidates and features for every user of ``train`` from members fitted on it."""
+    users = np.arange(train.shape[0], dtype=np.int64)
+    items = candidate_union(members, users, n)
+    names = [m.name for m in members]
+    z: dict[str, npt.NDArray[np.float32]] = {}
+    rank: dict[str, npt.NDArray[np.int64]] = {}
+    for name, member in zip(names, members, strict=True):
+        z[name], rank[name] = _member_signals(member, train, users, items)
+    popularity = np.asarray(train.getnnz(axis=0), dtype=np.int64)[np.maximum(items, 0)]
+    history = np.diff(train.indptr).astype(np.int64)
+    features = assemble_features(
+        names, z=z, rank=rank, item_popularity=popularity, history=history, top_n=n
+    )
+    features[items < 0] = 0.0
+    return CandidateSet(users, items, features, feature_names(names), n)
+
+
+def candidate_labels(candidates: CandidateSet, holdout: sp.csr_matrix) -> npt.NDArray[np.bool_]:
+    """True where the candidate is in the user's held-out part."""
+    truth = holdout[candidates.users]
+    safe = np.maximum(candidates.items, 0)
+    hits = np.asarray(truth[np.arange(len(candidates.users))[:, None], safe].todense()) > 0
+    return hits & candidates.valid
+
+
+def rank_candidates(ranker: Ranker, candidates: CandidateSet, k: int) -> IntArray:
+    """The ranker's top ``k`` of each user's candidates, best first, -1 padded.
+
+    Candidates are unseen by construction (the generators exclude seen items); padding
+    slots score -inf so they only fill lists shorter than ``k``.
+    """
+    u, c, f = candidates.features.shape
+    scores = ranker.score(candidates.features.reshape(u * c, f)).reshape(u, c)
+    scores = np.where(candidates.valid, scores, -np.inf)
+    # Stable sort on -score, ties broken by the lower item index (items are sorted).
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    top = np.take_along_axis(candidates.items, order, axis=1)
+    top[~np.isfinite(np.take_along_axis(scores, order, axis=1))] = -1
+    out = np.full((u, k), -1, dtype=np.int32)
+    out[:, : top.shape[1]] = top
+    return out
+
+
+def subset(candidates: CandidateSet, rows: npt.NDArray[np.int64]) -> CandidateSet:
+    return CandidateSet(
+        candidates.users[rows],
+        candidates.items[rows],
+        candidates.features[rows],
+        candidates.names,
+        candidates.top_n,
+    )
+
+
+def train_ranker(
+    candidates: CandidateSet, labels: npt.NDArray[np.bool_], config: TrainConfig
+) -> tuple[Ranker, TrainReport]:
+    """Fit a ranker on labelled candidates; the epoch is chosen by held-out users' nDCG."""
+    started = time.perf_counter()
+    rng = np.random.default_rng(config.seed)
+    n_users = len(candidates.users)
+    perm = rng.permutation(n_users)
+    n_stop = round(n_users * config.stop_users)
+    stop_rows, fit_rows = np.sort(perm[:n_stop]), np.sort(perm[n_stop:])
+    fit, stop = subset(candidates, fit_rows), subset(candidates, stop_rows)
+    fit_labels = labels[fit_rows]
+    flat = fit.features[fit.valid]
+    spec = FeatureSpec.fit(candidates.names, flat, config.hidden, candidates.top_n)
+    ranker = Ranker.new(spec, config.device, config.seed)
+    optimiser = torch.optim.Adam(
+        ranker.net.parameters(), lr=config.lr, weight_decay=config.weight_decay
+    )
+    stop_truth = _truth_of(stop, labels[stop_rows])
+    report = TrainReport(examples=int(fit.valid.sum()), positives=int(fit_labels.sum()))
+    best_state = {k: v.detach().clone() for k, v in ranker.net.state_dict().items()}
+    best = -1.0
+    for epoch in range(1, config.epochs + 1):
+        loss = _epoch(ranker, optimiser, fit, fit_labels, config=config, rng=rng)
+        ndcg = _stop_ndcg(ranker, stop, stop_truth, config.k) if n_stop else 0.0
+        report.history.append({"epoch": epoch, "loss": loss, "stop_ndcg": ndcg})
+        if ndcg > best:
+            best = ndcg
+            best_state = {k: v.detach().clone() for k, v in ranker.net.state_dict().items()}
+            report.best_epoch = epoch
+    ranker.net.load_state_dict(best_state)
+    ranker.net.eval()
+    report.epochs_run = config.epochs
+    report.best_stop_ndcg = best
+    report.seconds = time.perf_counter() - started
+    return ranker, report
+
+
+def _truth_of(candidates: CandidateSet, labels: npt.NDArray[np.bool_]) -> sp.csr_matrix:
+    """Row-aligned relevance of the labelled candidates (enough for nDCG on candidates)."""
+    n_items = int(candidates.items.max()) + 1 if candidates.items.size else 1
+    rows, cols = np.nonzero(labels)
+    data = np.ones(len(rows), dtype=np.float32)
+    items = candidates.items[rows, cols]
+    return sp.csr_matrix((data, (rows, items)), shape=(len(candidates.users), n_items))
+
+
+def _stop_ndcg(ranker: Ranker, stop: CandidateSet, truth: sp.csr_matrix, k: int) -> float:
+    ranker.net.eval()
+    return ranking_metrics(rank_candidates(ranker, stop, k), truth, k).ndcg
+
+
+def _pairs(
+    labels: npt.NDArray[np.bool_],
+    valid: npt.NDArray[np.bool_],
+    negatives: int | None,
+    rng: np.random.Generator,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """(row, positive column, negative column) triples: ``negatives`` sampled negatives per
+    positive from the same user's candidates (every negative once when None)."""
+    pos_rows, pos_cols = np.nonzero(labels)
+    is_neg = valid & ~labels
+    n_neg = is_neg.sum(axis=1)
+    keep = n_neg[pos_rows] > 0
+    pos_rows, pos_cols = pos_rows[keep], pos_cols[keep]
+    per = negatives if negatives is not None else int(n_neg.max(initial=1))
+    # Negatives first in each row, then a uniform draw among them.
+    neg_order = np.argsort(~is_neg, axis=1, kind="stable")
+    rows = np.repeat(pos_rows, per)
+    draws = (rng.random(len(rows)) * n_neg[rows]).astype(np.int64)
+    neg_cols = neg_order[rows, draws]
+    return rows, np.repeat(pos_cols, per), neg_cols
+
+
+def _epoch(
+    ranker: Ranker,
+    optimiser: torch.optim.Optimizer,
+    fit: CandidateSet,
+    labels: npt.NDArray[np.bool_],
+    *,
+    config: TrainConfig,
+    rng: np.random.Generator,
+) -> float:
+    ranker.net.train()
+    rows, pos, neg = _pairs(labels, fit.valid, config.negatives, rng)
+    features = torch.from_numpy(fit.features).to(ranker.device)
+    order = rng.permutation(len(rows))
+    total, batches = 0.0, 0
+    bce = torch.nn.BCEWithLogitsLoss()
+    for start in range(0, len(order), config.batch_size):
+        idx = order[start : start + config.batch_size]
+        r = torch.from_numpy(rows[idx]).to(ranker.device)
+        p = ranker.net(features[r, torch.from_numpy(pos[idx]).to(ranker.device)])
+        n = ranker.net(features[r, torch.from_numpy(neg[idx]).to(ranker.device)])
+        if config.loss == "bpr":
+            loss = -torch.nn.functional.logsigmoid(p - n).mean()
+        else:
+            # Pointwise: each positive once per sampled negative keeps the classes balanced.
+            logits = torch.cat([p, n])
+            targets = torch.cat([torch.ones_like(p), torch.zeros_like(n)])
+            loss = bce(logits, targets)
+        optimiser.zero_grad()
+        loss.backward()  # type: ignore[no-untyped-call]
+        optimiser.step()
+        total += float(loss.detach())
+        batches += 1
+    ranker.net.eval()
+    return total / max(batches, 1)

@@ -1,0 +1,182 @@
+"""The candidate ranker: one torch model class, its feature specification and its files.
+
+Training (offline) and serving (online) both import this module, so the features are
+assembled by the same function and the weights are read by the same class. A ranker is
+saved as a folder holding ``ranker.pt`` (the state dict) and ``ranker.json`` (the
+:class:`FeatureSpec`: ordered feature names, normalisation statistics, layer sizes).
+
+Per-candidate features, for every candidate generator ``g`` (see :func:`feature_names`):
+
+* ``g_z``: g's score of the item, standardised over the items g could recommend to the
+  user (so different generators' scales are comparable, as in the offline blend);
+* ``g_logrank``: ``log1p`` of the item's 0-based rank in g's ranking for the user;
+* ``g_in_top``: 1 when that rank is inside the ``top_n`` the candidates were drawn from;
+
+then ``item_log_pop`` (``log1p`` of the item's interaction count) and
+``user_log_history`` (``log1p`` of the user's history length).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Self
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from torch import nn
+
+from shared.device import resolve_torch_device
+
+FloatArray = npt.NDArray[np.float32]
+WEIGHTS_FILE = "ranker.pt"
+SPEC_FILE = "ranker.json"
+_PER_MEMBER = ("z", "logrank", "in_top")
+_GLOBAL = ("item_log_pop", "user_log_history")
+
+
+def feature_names(members: Sequence[str]) -> tuple[str, ...]:
+    """Ordered feature names for candidates drawn from generators named ``members``."""
+    names = [f"{m}_{suffix}" for m in members for suffix in _PER_MEMBER]
+    return (*names, *_GLOBAL)
+
+
+def assemble_features(
+    members: Sequence[str],
+    *,
+    z: Mapping[str, npt.NDArray[np.floating[Any]]],
+    rank: Mapping[str, npt.NDArray[np.integer[Any]]],
+    item_popularity: npt.NDArray[np.integer[Any]],
+    history: npt.NDArray[np.integer[Any]],
+    top_n: int,
+) -> FloatArray:
+    """``[users, candidates, features]`` in :func:`feature_names` order.
+
+    ``z[g]``, ``rank[g]`` and ``item_popularity`` are ``[users, candidates]``;
+    ``history`` is ``[users]``. Raw signals in, model inputs out: the one feature path.
+    """
+    shape = item_popularity.shape
+    columns: list[npt.NDArray[np.floating[Any]]] = []
+    for m in members:
+        r = rank[m].astype(np.float64)
+        columns.append(z[m].astype(np.float64))
+        columns.append(np.log1p(r))
+        columns.append((r < top_n).astype(np.float64))
+    columns.append(np.log1p(item_popularity.astype(np.float64)))
+    columns.append(np.broadcast_to(np.log1p(history.astype(np.float64))[:, None], shape))
+    return np.stack(columns, axis=-1).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """What the weights expect: feature order, input normalisation, layer sizes."""
+
+    names: tuple[str, ...]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    hidden: tuple[int, ...] = (64, 32)
+    top_n: int = 50  # candidates per generator the ranker was trained on
+
+    @classmethod
+    def fit(
+        cls, names: Sequence[str], features: FloatArray, hidden: Sequence[int], top_n: int
+    ) -> Self:
+        """Normalisation statistics from training features ``[n, f]``."""
+        if features.ndim != 2 or features.shape[1] != len(names):
+            raise ValueError(f"features must be [n, {len(names)}], got {features.shape}")
+        mean = features.astype(np.float64).mean(axis=0)
+        std = features.astype(np.float64).std(axis=0)
+        std = np.where(std > 1e-8, std, 1.0)  # constant features stay as they are
+        return cls(
+            tuple(names),
+            tuple(float(v) for v in mean),
+            tuple(float(v) for v in std),
+            tuple(int(h) for h in hidden),
+            top_n,
+        )
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> Self:
+        raw = json.loads(text)
+        return cls(
+            names=tuple(raw["names"]),
+            mean=tuple(float(v) for v in raw["mean"]),
+            std=tuple(float(v) for v in raw["std"]),
+            hidden=tuple(int(h) for h in raw["hidden"]),
+            top_n=int(raw["top_n"]),
+        )
+
+
+class RankerNet(nn.Module):
+    """An MLP scoring one candidate from its features; normalisation is part of the net,
+    so a saved model cannot be fed raw features with the wrong statistics."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    def __init__(self, spec: FeatureSpec) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(spec.mean, dtype=torch.float32))
+        self.register_buffer("std", torch.tensor(spec.std, dtype=torch.float32))
+        layers: list[nn.Module] = []
+        width = len(spec.names)
+        for size in spec.hidden:
+            layers.extend([nn.Linear(width, size), nn.ReLU()])
+            width = size
+        layers.append(nn.Linear(width, 1))
+        self.mlp = nn.Sequential(*layers)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """``[n, f]`` raw features -> ``[n]`` logits (higher = more likely relevant)."""
+        x = (features - self.mean) / self.std
+        out: torch.Tensor = self.mlp(x).squeeze(-1)
+        return out
+
+
+class Ranker:
+    """A :class:`RankerNet` resident on one device, with its spec; scores numpy batches."""
+
+    def __init__(self, spec: FeatureSpec, net: RankerNet, device: torch.device) -> None:
+        self.spec = spec
+        self.device = device
+        self.net = net.to(device).eval()
+
+    @classmethod
+    def new(cls, spec: FeatureSpec, device: str = "auto", seed: int = 0) -> Self:
+        """Freshly initialised weights (seeded) for training."""
+        torch.manual_seed(seed)
+        return cls(spec, RankerNet(spec), resolve_torch_device(device))
+
+    def score(self, features: FloatArray) -> FloatArray:
+        """``[n, f]`` float32 features -> ``[n]`` float32 scores, in one batch."""
+        if features.ndim != 2 or features.shape[1] != len(self.spec.names):
+            raise ValueError(f"features must be [n, {len(self.spec.names)}], got {features.shape}")
+        with torch.inference_mode():
+            x = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))
+            out = self.net(x.to(self.device))
+            return np.asarray(out.float().cpu().numpy(), dtype=np.float32)
+
+    def save(self, path: str | Path) -> Path:
+        folder = Path(path)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / SPEC_FILE).write_text(self.spec.to_json(), encoding="utf-8")
+        state = {k: v.detach().cpu() for k, v in self.net.state_dict().items()}
+        torch.save(state, folder / WEIGHTS_FILE)
+        return folder
+
+    @classmethod
+    def load(cls, path: str | Path, device: str = "auto") -> Self:
+        folder = Path(path)
+        spec = FeatureSpec.from_json((folder / SPEC_FILE).read_text(encoding="utf-8"))
+        target = resolve_torch_device(device)
+        # weights_only: a bundle is data, never code to execute.
+        state = torch.load(folder / WEIGHTS_FILE, map_location=target, weights_only=True)
+        net = RankerNet(spec)
+        net.load_state_dict(state)
+        return cls(spec, net, target)
