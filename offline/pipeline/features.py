@@ -1,0 +1,87 @@
+"""The ``features`` step: user and item features of the training part, via shared.features.
+
+Spark only moves data: ``groupBy(...).applyInPandas`` hands each group to the pure
+functions in :mod:`shared.features`, the same ones the online tier calls for one user.
+Popularity ranks and genre columns need the whole item table at once; it holds one row
+per item, so they run on the collected table.
+
+The reference time for recency defaults to the last training timestamp, not the wall
+clock, so that rerunning the step on the same data gives the same features (and hits the
+cache).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import pandas as pd
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as sf
+
+from offline.pipeline.dag import Step, StepContext
+from shared.features import (
+    genre_multi_hot,
+    genre_vocabulary,
+    item_stats,
+    popularity,
+    user_features,
+)
+
+CODE_VERSION = "features/1"
+USER_SCHEMA = (
+    "user_id string, n_interactions long, n_items long, mean_rating double,"
+    " first_timestamp long, last_timestamp long, recency_s long"
+)
+ITEM_STATS_SCHEMA = (
+    "item_id string, n_interactions long, n_users long, mean_rating double,"
+    " first_timestamp long, last_timestamp long, recency_s long"
+)
+
+
+def features_step(reference_time: int | None, items: pd.DataFrame | None) -> Step:
+    """The features step reading ``split``'s ``train``; tables ``users`` and ``items``.
+
+    ``items`` (item_id, genres: list of str), when given, adds ``genre_<name>`` columns.
+    """
+    vocabulary = genre_vocabulary(items) if items is not None else ()
+    params: dict[str, Any] = {"reference_time": reference_time, "genres": list(vocabulary)}
+    if items is not None:
+        params["items_sha256"] = _items_digest(items)
+
+    def body(ctx: StepContext) -> tuple[dict[str, DataFrame], dict[str, Any]]:
+        train = ctx.read("split", "train")
+        ref = reference_time
+        if ref is None:
+            ref = int(train.agg(sf.max("timestamp")).collect()[0][0])
+        at = int(ref)
+
+        # Annotated wrappers, not functools.partial: Spark reads the type hints.
+        def users_of(group: pd.DataFrame) -> pd.DataFrame:
+            return user_features(group, at)
+
+        def items_of(group: pd.DataFrame) -> pd.DataFrame:
+            return item_stats(group, at)
+
+        users = train.groupBy("user_id").applyInPandas(users_of, schema=USER_SCHEMA)
+        stats = (
+            train.groupBy("item_id").applyInPandas(items_of, schema=ITEM_STATS_SCHEMA).toPandas()
+        )
+        table = stats.merge(popularity(stats), on="item_id", how="left")
+        if items is not None:
+            hot = genre_multi_hot(items, vocabulary)
+            table = table.merge(hot, on="item_id", how="left")
+            genre_columns = list(hot.columns[1:])
+            # Items missing from the metadata get no genre rather than a null.
+            table[genre_columns] = table[genre_columns].fillna(0).astype("int8")
+        return {"users": users, "items": ctx.spark.createDataFrame(table)}, {"reference_time": ref}
+
+    return Step("features", body, CODE_VERSION, inputs=("split",), params=params)
+
+
+def _items_digest(items: pd.DataFrame) -> str:
+    text = "\n".join(
+        f"{item}\t{'|'.join(sorted(genres))}"
+        for item, genres in sorted(zip(items["item_id"].astype(str), items["genres"], strict=True))
+    )
+    return hashlib.sha256(text.encode()).hexdigest()
