@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -46,7 +46,7 @@ def download_movielens(
 
     from shared.data.download import download_movielens_100k
 
-    target = dest if dest is not None else _settings().movielens_dir
+    target = dest if dest is not None else Settings().movielens_dir
     console = Console(stderr=True)
     started = time.perf_counter()
     with Progress(
@@ -92,7 +92,7 @@ def generate_synthetic(
 
     from shared.data.synthetic_io import write_synthetic
 
-    target = out if out is not None else _settings().datasets_dir / SYNTHETIC
+    target = out if out is not None else Settings().datasets_dir / SYNTHETIC
     started = time.perf_counter()
     with Progress(
         TextColumn("generating"),
@@ -139,7 +139,7 @@ def info(
     from shared.data.interactions import parse_column_mapping
     from shared.data.stats import describe_interactions
 
-    settings = _settings()
+    settings = Settings()
     paths = DatasetPaths(settings.movielens_dir, settings.datasets_dir)
     mapping = parse_column_mapping(columns) if columns else None
     frame, source = load_dataset(dataset, paths, mapping, delimiter=delimiter)
@@ -148,14 +148,6 @@ def info(
         typer.echo(json.dumps(stats.to_dict(), indent=2))
     else:
         Console().print(_stats_table(stats))
-
-
-def _settings() -> Settings:
-    """Settings from RECSYS_* variables, built per command, never at import time."""
-    # Passing an empty **dict keeps mypy from demanding every field: without the
-    # pydantic mypy plugin it reads Field(default, ...) as "no default".
-    overrides: dict[str, Any] = {}
-    return Settings(**overrides)
 
 
 def _stats_table(stats: InteractionStats) -> Table:
@@ -173,7 +165,3 @@ def _stats_table(stats: InteractionStats) -> Table:
         share = count / stats.interactions if stats.interactions else 0.0
         table.add_row(f"rating {value}", f"{count:,} ({share:.1%})")
     return table
-
-
-if __name__ == "__main__":
-    app()

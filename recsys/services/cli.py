@@ -7,7 +7,7 @@ import logging
 import time
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -58,11 +58,9 @@ _STATE_STYLE = {
 }
 
 
-def _consoles() -> tuple[Console, Console]:
+def _console() -> Console:
     # soft_wrap: one line per service even in a narrow terminal or a CI log (80 columns).
-    return Console(highlight=False, soft_wrap=True), Console(
-        stderr=True, highlight=False, soft_wrap=True
-    )
+    return Console(highlight=False, soft_wrap=True)
 
 
 def _quiet_drivers() -> None:
@@ -77,18 +75,10 @@ def _services(
     if state_dir is None or cache_dir is None:
         from shared.settings import Settings
 
-        # model_validate rather than Settings(): mypy without the pydantic plugin takes
-        # every field for a required argument.
-        settings = Settings.model_validate({})
+        settings = Settings()
         state_dir = state_dir or settings.home / "services"
         cache_dir = cache_dir or settings.cache_dir
     return manager.make_services([n.value for n in names or []], state_dir, cache_dir)
-
-
-def _fail(err: RecsysError) -> NoReturn:
-    _, stderr = _consoles()
-    stderr.print(Text.assemble(("error: ", "bold red"), str(err)))
-    raise typer.Exit(err.exit_code)
 
 
 def _outcome_line(svc: Service, result: Outcome | RecsysError) -> Text:
@@ -118,11 +108,8 @@ def _outcome_line(svc: Service, result: Outcome | RecsysError) -> Text:
 def up(services: Names = None, state_dir: StateDir = None, cache_dir: CacheDir = None) -> None:
     """Start the services that are not running and wait until each answers its protocol."""
     _quiet_drivers()
-    stdout, _ = _consoles()
-    try:
-        targets = _services(services, state_dir, cache_dir)
-    except RecsysError as err:
-        _fail(err)
+    stdout = _console()
+    targets = _services(services, state_dir, cache_dir)
     start = time.monotonic()
     with stdout.status(f"Starting {', '.join(s.name for s in targets)} …"):
         results = manager.up(targets, lambda s, r: stdout.print(_outcome_line(s, r)))
@@ -152,11 +139,8 @@ def down(
 ) -> None:
     """Stop the services started by `up` (SIGTERM, then SIGKILL); external ones are left alone."""
     _quiet_drivers()
-    stdout, _ = _consoles()
-    try:
-        targets = _services(services, state_dir, cache_dir)
-    except RecsysError as err:
-        _fail(err)
+    stdout = _console()
+    targets = _services(services, state_dir, cache_dir)
     start = time.monotonic()
     with stdout.status(f"Stopping {', '.join(s.name for s in targets)} …"):
         results = manager.down(targets, purge, lambda s, r: stdout.print(_outcome_line(s, r)))
@@ -198,18 +182,11 @@ def status(
     A server we did not start but that answers on our address ("external") counts as up.
     """
     _quiet_drivers()
-    stdout, _ = _consoles()
-    try:
-        statuses = manager.status(_services(services, state_dir, cache_dir))
-    except RecsysError as err:
-        _fail(err)
+    stdout = _console()
+    statuses = manager.status(_services(services, state_dir, cache_dir))
     if as_json:
         typer.echo(json.dumps({st.service: st.to_dict() for st in statuses}))
     else:
         stdout.print(_table(statuses))
     if not all(st.usable for st in statuses):
         raise typer.Exit(1)
-
-
-if __name__ == "__main__":
-    app()

@@ -19,7 +19,7 @@ from importlib import resources
 from pathlib import Path
 
 from recsys.services.base import ServiceError
-from recsys.services.proc import exclusive
+from recsys.services.proc import exclusive, run_logged
 
 COMPLETE_STAMP = ".complete"
 _POM_NS = {"m": "http://maven.apache.org/POM/4.0.0"}
@@ -107,27 +107,15 @@ def _run_maven(mvn: str, pom: Path, out: Path, service: str, log_path: Path) -> 
         "dependency:copy-dependencies",
         f"-DoutputDirectory={out}",
     ]
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with log_path.open("ab") as log:
-        log.write(f"$ {' '.join(argv)}\n".encode())
-        log.flush()
-        try:
-            done = subprocess.run(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                timeout=_MAVEN_TIMEOUT_S,
-                check=False,
-            )
-        except subprocess.TimeoutExpired as err:
-            raise ServiceError(
-                f"{service}: Maven did not finish within {_MAVEN_TIMEOUT_S} s (see {log_path})"
-            ) from err
-    if done.returncode != 0:
+    try:
+        code = run_logged(argv, log_path, _MAVEN_TIMEOUT_S)
+    except subprocess.TimeoutExpired as err:
         raise ServiceError(
-            f"{service}: Maven failed to fetch the server jars, exit {done.returncode} "
-            f"(see {log_path})"
+            f"{service}: Maven did not finish within {_MAVEN_TIMEOUT_S} s (see {log_path})"
+        ) from err
+    if code != 0:
+        raise ServiceError(
+            f"{service}: Maven failed to fetch the server jars, exit {code} (see {log_path})"
         )
 
 

@@ -17,7 +17,7 @@ from recsys.services.jvm import (
     pom_text,
     require_java,
 )
-from recsys.services.proc import log_tail
+from recsys.services.proc import log_tail, run_logged
 
 # Kafka 4 brokers need Java 17 or later.
 KAFKA_JAVA = range(17, 100)
@@ -132,25 +132,14 @@ class Kafka(Service):
         return server_argv(java, self.config, self.home, jars)
 
     def _format(self, argv: list[str]) -> None:
-        with self.log_path.open("ab") as log:
-            log.write(f"$ {' '.join(argv[-7:])}\n".encode())
-            log.flush()
-            try:
-                done = subprocess.run(
-                    argv,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    env=self.env(),
-                    timeout=_FORMAT_TIMEOUT_S,
-                    check=False,
-                )
-            except subprocess.TimeoutExpired as err:
-                raise ServiceError(
-                    f"kafka: formatting {self.data_dir} took over {_FORMAT_TIMEOUT_S} s "
-                    f"(see {self.log_path})"
-                ) from err
-        if done.returncode != 0:
+        try:
+            code = run_logged(argv, self.log_path, _FORMAT_TIMEOUT_S, env=self.env())
+        except subprocess.TimeoutExpired as err:
+            raise ServiceError(
+                f"kafka: formatting {self.data_dir} took over {_FORMAT_TIMEOUT_S} s "
+                f"(see {self.log_path})"
+            ) from err
+        if code != 0:
             raise ServiceError(
                 f"kafka: formatting {self.data_dir} failed: {log_tail(self.log_path)} "
                 f"(see {self.log_path})"

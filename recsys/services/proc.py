@@ -222,3 +222,27 @@ def rotate_log(path: Path) -> None:
     """Keep the previous run's log as ``<name>.1`` so each start begins a fresh file."""
     if path.exists():
         os.replace(path, path.with_name(path.name + ".1"))
+
+
+def run_logged(
+    argv: Sequence[str], log_path: Path, timeout_s: float, env: Mapping[str, str] | None = None
+) -> int:
+    """Run a one-off command to completion, appending its output to ``log_path``.
+
+    Returns the exit code; raises ``subprocess.TimeoutExpired`` after ``timeout_s``.
+    The command line is logged first (its last words: the classpath would drown the log).
+    """
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log:
+        log.write(f"$ {' '.join(argv[-8:])}\n".encode())
+        log.flush()
+        done = subprocess.run(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=None if env is None else dict(env),
+            timeout=timeout_s,
+            check=False,
+        )
+    return done.returncode
