@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated
 
 import orjson
 import typer
@@ -15,15 +14,6 @@ from shared.errors import RecsysError
 from shared.settings import Settings
 
 app = typer.Typer(help="Storage roles: create schemas, check connectivity.", no_args_is_help=True)
-
-
-def _role_urls(settings: Settings) -> list[tuple[str, str]]:
-    return [
-        ("event log", settings.event_log_url),
-        ("user state", settings.user_state_url),
-        ("candidates", settings.candidates_url),
-        ("event history", settings.history_url),
-    ]
 
 
 @app.command()
@@ -49,20 +39,12 @@ def check(
     from shared.storage import factory
 
     settings = Settings()
-    openers: dict[str, Callable[[], Any]] = {
-        "event log": lambda: factory.open_event_log(settings.event_log_url),
-        "user state": lambda: factory.open_user_state(
-            settings.user_state_url, settings.user_state_ttl_s, settings.recent_items_cap
-        ),
-        "candidates": lambda: factory.open_candidates(settings.candidates_url),
-        "event history": lambda: factory.open_history(settings.history_url),
-    }
     results: dict[str, dict[str, str]] = {}
-    for role, url in _role_urls(settings):
+    for role, url in factory.role_urls(settings).items():
         try:
-            store = openers[role]()
+            store = factory.open_role(role, settings)
             try:
-                store.ping()
+                factory.ping(store)
             finally:
                 store.close()
             results[role] = {"url": url, "status": "ok"}

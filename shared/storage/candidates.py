@@ -44,7 +44,7 @@ class VersionInfo:
     """A written candidate version."""
 
     version: str
-    rows: int
+    rows: int  # rows written under it (a user written twice counts twice)
     live: bool
 
 

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 from shared.errors import ConfigError, RecsysError, ServiceUnavailable
 from shared.settings import Settings
+from shared.storage.base import Store
 from shared.storage.candidates import CandidateStore
 from shared.storage.event_log import EventLog
 from shared.storage.history import EventHistoryStore
@@ -77,6 +78,34 @@ def open_history(url: str) -> EventHistoryStore:
     return cast(EventHistoryStore, _open(EventHistoryStore.role, url))
 
 
+def role_urls(settings: Settings) -> dict[str, str]:
+    """Each role's URL from settings, in the order the roles are opened."""
+    return {
+        EventLog.role: settings.event_log_url,
+        UserStateStore.role: settings.user_state_url,
+        CandidateStore.role: settings.candidates_url,
+        EventHistoryStore.role: settings.history_url,
+    }
+
+
+def open_role(role: str, settings: Settings) -> Store:
+    """Open one role's store from settings (not yet pinged)."""
+    url = role_urls(settings)[role]
+    if role == UserStateStore.role:
+        return open_user_state(url, settings.user_state_ttl_s, settings.recent_items_cap)
+    return cast(Store, _open(role, url))
+
+
+def ping(store: Store) -> None:
+    """Raise ``ServiceUnavailable`` naming role and URL unless ``store`` answers."""
+    try:
+        store.ping()
+    except RecsysError:
+        raise
+    except Exception as err:  # a driver's own error: name the role and URL
+        raise ServiceUnavailable(store.role, store.url, f"{type(err).__name__}: {err}") from err
+
+
 @dataclass
 class Stores:
     """Every storage role, opened from settings; close() releases them all."""
@@ -86,20 +115,13 @@ class Stores:
     candidates: CandidateStore
     history: EventHistoryStore
 
-    def all(self) -> list[EventLog | UserStateStore | CandidateStore | EventHistoryStore]:
+    def all(self) -> list[Store]:
         return [self.event_log, self.user_state, self.candidates, self.history]
 
     def ping(self) -> None:
         """Raise ``ServiceUnavailable`` naming the first role that does not answer."""
         for store in self.all():
-            try:
-                store.ping()
-            except RecsysError:
-                raise
-            except Exception as err:
-                raise ServiceUnavailable(
-                    store.role, store.url, f"{type(err).__name__}: {err}"
-                ) from err
+            ping(store)
 
     def init_schema(self) -> None:
         """Create topics, keyspaces and tables (idempotent)."""
@@ -115,14 +137,8 @@ def open_stores(settings: Settings) -> Stores:
     """Open every role and check it answers; fails with one line naming role and URL."""
     opened: list[Any] = []
     try:
-        opened.append(open_event_log(settings.event_log_url))
-        opened.append(
-            open_user_state(
-                settings.user_state_url, settings.user_state_ttl_s, settings.recent_items_cap
-            )
-        )
-        opened.append(open_candidates(settings.candidates_url))
-        opened.append(open_history(settings.history_url))
+        for role in role_urls(settings):
+            opened.append(open_role(role, settings))
         stores = Stores(*opened)
         stores.ping()
     except BaseException:

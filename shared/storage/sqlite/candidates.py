@@ -43,17 +43,15 @@ class SqliteCandidateStore(SqliteStore, CandidateStore):
             )
         while batch := list(itertools.islice(iterator, _BATCH)):
             with self._db.transaction() as conn:
-                before = conn.total_changes
                 conn.executemany(
                     "INSERT OR REPLACE INTO candidates VALUES (?, ?, ?)",
                     [(version, c.user_id, _payload(c)) for c in batch],
                 )
-                total += conn.total_changes - before
                 conn.execute(
-                    "UPDATE candidate_versions SET rows ="
-                    " (SELECT COUNT(*) FROM candidates WHERE version = ?) WHERE version = ?",
-                    (version, version),
+                    "UPDATE candidate_versions SET rows = rows + ? WHERE version = ?",
+                    (len(batch), version),
                 )
+            total += len(batch)
         return total
 
     def activate(self, version: str) -> None:
