@@ -24,10 +24,15 @@ log "lint and types"
 .venv/bin/mypy
 
 log "services"
-started_here=()
-for svc in kafka cassandra redis; do
-  if ! .venv/bin/recsys services status "$svc" >/dev/null 2>&1; then started_here+=("$svc"); fi
-done
+# One status call: the services that do not answer now are the ones this run starts.
+read -r -a started_here < <(.venv/bin/recsys services status --json 2>/dev/null | .venv/bin/python -c '
+import json, sys
+try:
+    states = {name: s["state"] for name, s in json.load(sys.stdin).items()}
+except ValueError:
+    states = {}
+print(" ".join(n for n in ("kafka", "cassandra", "redis") if states.get(n) not in ("healthy", "external")))
+' || true)
 stop_started() {
   if [ ${#started_here[@]} -gt 0 ]; then
     log "stopping ${started_here[*]}"
