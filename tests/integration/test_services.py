@@ -28,10 +28,14 @@ pytestmark = [
 ]
 
 
+# The console script users run, from the same environment as the tests.
+RECSYS = Path(sys.executable).parent / "recsys"
+
+
 def services(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     """Run `recsys services ARGS` from the repository root (default state dir var/services)."""
     return subprocess.run(
-        [sys.executable, "-m", "recsys.services.cli", *args],
+        [str(RECSYS), "services", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
