@@ -9,6 +9,7 @@ from pydantic import ValidationError
 
 from recsys import data_cli, models_cli, storage_cli
 from recsys.console import err_console
+from recsys.bench import cli as bench_cli
 from recsys.services import cli as services_cli
 from shared.errors import RecsysError
 
@@ -23,6 +24,7 @@ app.add_typer(services_cli.app, name="services")
 app.add_typer(storage_cli.app, name="storage")
 app.add_typer(data_cli.app, name="data")
 app.add_typer(models_cli.app, name="models")
+app.add_typer(bench_cli.app, name="bench")
 
 
 @app.command()

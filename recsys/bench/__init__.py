@@ -1,0 +1,1 @@
+"""``recsys bench``: benchmarks per tier, each writing a timestamped results folder."""

@@ -1,0 +1,10 @@
+"""``recsys bench offline|nearline|online``: each subcommand lives in its own module."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(
+    help="Benchmarks: wall time, throughput, latency and memory on this machine.",
+    no_args_is_help=True,
+)
