@@ -8,7 +8,7 @@ runs on a fresh machine with nothing started.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -57,6 +57,23 @@ class Settings(BaseSettings):
         Path.home() / ".cache" / "tiered-recsys",
         description="Download cache outside the clone (Maven jars for the local services).",
     )
+    als_backend: Literal["implicit", "spark"] = Field(
+        "implicit",
+        description="ALS implementation: implicit (one machine, GPU when CUDA exists) or spark "
+        "(Spark MLlib on spark_master, for data that outgrows one machine).",
+    )
+    candidates_per_user: int = Field(
+        200, ge=1, le=10_000, description="Top-N candidates per user written by the offline job."
+    )
+    event_lake_dir: Path | None = Field(
+        None,
+        description="Parquet event lake (partitioned by date) the nearline tier appends to and "
+        "the next offline run reads; default <home>/lake.",
+    )
+
+    @property
+    def lake_dir(self) -> Path:
+        return self.event_lake_dir or self.home / "lake"
 
     @model_validator(mode="before")
     @classmethod
