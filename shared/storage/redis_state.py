@@ -1,7 +1,12 @@
-"""User state in Redis: a hash and a capped list per user, both with a TTL.
+"""User state in Redis: a hash, a capped list and a dedupe set per user, all with a TTL.
 
-Keys carry the user id in a hash tag (``user:{42}:state``) so both keys of one user land
-on the same slot of a Redis Cluster and one pipeline can update them together.
+Keys carry the user id in a hash tag (``user:{42}:state``) so the keys of one user land
+on the same slot of a Redis Cluster and one script can update them together.
+
+``apply_events`` runs one Lua script per user (all of a batch's calls in one pipeline):
+the script checks each event id against the user's sorted set of applied ids and changes
+counters, recent items, last active and the session vector only for new ones, atomically,
+so a replayed batch changes nothing. It mirrors :func:`shared.storage.user_state.fold_events`.
 """
 
 from __future__ import annotations
@@ -13,11 +18,91 @@ import numpy as np
 import redis
 
 from shared.errors import ServiceUnavailable
-from shared.storage.user_state import UserState, UserStateStore, UserStateUpdate
+from shared.storage.user_state import (
+    StateEvent,
+    UserState,
+    UserStateStore,
+    UserStateUpdate,
+)
 
 _COUNTER = "c:"
 _SESSION = "session"
 _LAST_ACTIVE = "last_active"
+_FIELDS_PER_EVENT = 6
+
+# KEYS: state hash, recent list, seen zset. ARGV: cap, ttl, half life, window, then per
+# event: id, item, type, timestamp, push ("1"/"0"), vector (float32 little-endian or "").
+_APPLY_EVENTS = """
+local state, recent, seen = KEYS[1], KEYS[2], KEYS[3]
+local cap, ttl = tonumber(ARGV[1]), tonumber(ARGV[2])
+local decay, window = math.log(2) / tonumber(ARGV[3]), tonumber(ARGV[4])
+local seq = tonumber(redis.call('HGET', state, 'seq') or '0')
+local last_s = redis.call('HGET', state, 'last_active')
+local last = last_s and tonumber(last_s) or nil
+local last0 = last_s
+local mean, weight, ref, loaded, changed = nil, 0, 0, false, false
+local new = 0
+local function unpack(bytes)
+  local v, pos = {}, 1
+  for i = 1, #bytes / 4 do v[i], pos = struct.unpack('<f', bytes, pos) end
+  return v
+end
+for i = 5, #ARGV, 6 do
+  local id = ARGV[i]
+  if not redis.call('ZSCORE', seen, id) then
+    seq = seq + 1
+    new = new + 1
+    redis.call('ZADD', seen, seq, id)
+    redis.call('HINCRBY', state, 'c:' .. ARGV[i + 2], 1)
+    if ARGV[i + 4] == '1' then redis.call('LPUSH', recent, ARGV[i + 1]) end
+    local ts = tonumber(ARGV[i + 3])
+    if last == nil or ts > last then last, last_s = ts, ARGV[i + 3] end
+    local bytes = ARGV[i + 5]
+    if #bytes > 0 then
+      if not loaded then
+        loaded = true
+        local stored = redis.call('HMGET', state, 'session', 'session_w', 'session_t')
+        if stored[1] and #stored[1] == #bytes then
+          mean = unpack(stored[1])
+          weight = tonumber(stored[2] or '1')
+          ref = tonumber(stored[3] or last0 or '0')
+        end
+      end
+      local v = unpack(bytes)
+      if mean == nil or #mean ~= #v then
+        mean, weight, ref = {}, 0, ts
+        for j = 1, #v do mean[j] = 0 end
+      end
+      local w = 1
+      if ts > ref then
+        weight = weight * math.exp(-decay * (ts - ref))
+        ref = ts
+      else
+        w = math.exp(-decay * (ref - ts))
+      end
+      local total = weight + w
+      for j = 1, #v do mean[j] = (mean[j] * weight + v[j] * w) / total end
+      weight = total
+      changed = true
+    end
+  end
+end
+if new > 0 then
+  redis.call('HSET', state, 'seq', seq, 'last_active', last_s)
+  if changed then
+    local parts = {}
+    for j = 1, #mean do parts[j] = struct.pack('<f', mean[j]) end
+    redis.call('HSET', state, 'session', table.concat(parts),
+      'session_w', string.format('%.17g', weight), 'session_t', string.format('%.17g', ref))
+  end
+  redis.call('LTRIM', recent, 0, cap - 1)
+  redis.call('ZREMRANGEBYRANK', seen, 0, -(window + 1))
+end
+redis.call('EXPIRE', state, ttl)
+redis.call('EXPIRE', recent, ttl)
+redis.call('EXPIRE', seen, ttl)
+return new
+"""
 
 
 class RedisUserStateStore(UserStateStore):
@@ -31,10 +116,14 @@ class RedisUserStateStore(UserStateStore):
         self._client = redis.Redis.from_url(
             plain, socket_connect_timeout=2.0, socket_timeout=2.0, health_check_interval=30
         )
+        self._script_sha: str | None = None
 
     def _keys(self, user_id: str) -> tuple[str, str]:
         base = f"{self._namespace}:{{{user_id}}}"
         return f"{base}:state", f"{base}:recent"
+
+    def _seen_key(self, user_id: str) -> str:
+        return f"{self._namespace}:{{{user_id}}}:seen"
 
     def ping(self) -> None:
         try:
@@ -66,6 +155,46 @@ class RedisUserStateStore(UserStateStore):
         except redis.RedisError as err:
             raise ServiceUnavailable(self.role, self.url, str(err)) from err
 
+    def apply_events(self, events: Sequence[StateEvent], half_life_s: float) -> int:
+        by_user: dict[str, list[StateEvent]] = {}
+        for event in events:
+            by_user.setdefault(event.user_id, []).append(event)
+        if not by_user:
+            return 0
+        head = [self.recent_cap, self.ttl_s, half_life_s, self.dedupe_window]
+        calls = []
+        for user_id, user_events in by_user.items():
+            args: list[str | bytes | float | int] = list(head)
+            for e in user_events:
+                vector = b"" if e.vector is None else np.asarray(e.vector, "<f4").tobytes()
+                args += [e.event_id, e.item_id, e.type, repr(e.timestamp), "1" if e.recent else "0"]
+                args.append(vector)
+            calls.append(([*self._keys(user_id), self._seen_key(user_id)], args))
+        try:
+            replies = self._run_script(calls)
+        except redis.RedisError as err:
+            raise ServiceUnavailable(self.role, self.url, str(err)) from err
+        return sum(int(r) for r in replies)
+
+    def _run_script(
+        self, calls: list[tuple[list[str], list[str | bytes | float | int]]]
+    ) -> list[int]:
+        """EVALSHA every call in one pipeline; (re)load the script once if Redis lost it."""
+        for attempt in range(2):
+            if self._script_sha is None:
+                self._script_sha = str(self._client.script_load(_APPLY_EVENTS))  # type: ignore[no-untyped-call]
+            pipe = self._client.pipeline(transaction=False)
+            for keys, args in calls:
+                pipe.evalsha(self._script_sha, len(keys), *keys, *args)
+            try:
+                return list(pipe.execute())
+            except redis.exceptions.NoScriptError:
+                # Redis restarted or flushed its scripts: nothing ran, so running again is safe.
+                self._script_sha = None
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
+
     def get_many(self, user_ids: Sequence[str]) -> dict[str, UserState]:
         pipe = self._client.pipeline(transaction=False)
         for user_id in user_ids:
@@ -84,7 +213,7 @@ class RedisUserStateStore(UserStateStore):
         return states
 
     def delete(self, user_id: str) -> None:
-        self._client.delete(*self._keys(user_id))
+        self._client.delete(*self._keys(user_id), self._seen_key(user_id))
 
     def close(self) -> None:
         self._client.close()

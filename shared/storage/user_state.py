@@ -2,10 +2,17 @@
 
 Real implementation: Redis. Embedded: SQLite. State expires ``ttl_s`` seconds after the
 user's last update, so inactive users cost nothing.
+
+The nearline tier writes through :meth:`UserStateStore.apply_events`, which is idempotent
+per ``event_id``: each user's state remembers the ids of their last ``DEDUPE_WINDOW`` applied
+events and folds an event in only if its id is not among them, in the same atomic step as
+the counters and lists it changes. A batch delivered twice (at-least-once) therefore counts
+once. :func:`fold_events` is the reference semantics every implementation matches.
 """
 
 from __future__ import annotations
 
+import math
 from abc import abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -16,6 +23,11 @@ import numpy.typing as npt
 from shared.storage.base import Store
 
 Vector = npt.NDArray[np.float32]
+
+# Ids of each user's last applied events kept for deduplication. A replay only ever covers
+# events not yet committed in the log, so the window must exceed what a worker holds
+# uncommitted for one user (the worker checks its settings against it).
+DEDUPE_WINDOW = 4096
 
 
 @dataclass(slots=True)
@@ -40,6 +52,86 @@ class UserStateUpdate:
     last_active: float | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class StateEvent:
+    """One event as the user state sees it; applied at most once per ``event_id``."""
+
+    event_id: str
+    user_id: str
+    item_id: str
+    type: str
+    timestamp: float  # epoch seconds
+    vector: Vector | None = None  # the item's embedding, when the live bundle knows it
+    recent: bool = True  # whether the item enters the user's recent items
+
+
+@dataclass(slots=True)
+class Session:
+    """A time-decayed mean of item vectors: ``mean`` with total ``weight`` as of ``ref_time``.
+
+    Every vector counts with weight ``2 ** ((t - ref_time) / half_life)``, so the mean equals
+    ``sum(2**(t_i/h) v_i) / sum(2**(t_i/h))``: the result does not depend on the order the
+    events arrive in, and an event older than the newest one simply counts for less.
+    """
+
+    mean: npt.NDArray[np.float64]
+    weight: float
+    ref_time: float
+
+    def fold(self, timestamp: float, vector: npt.NDArray[np.float64], half_life_s: float) -> None:
+        decay = math.log(2) / half_life_s
+        if timestamp > self.ref_time:
+            self.weight *= math.exp(-decay * (timestamp - self.ref_time))
+            self.ref_time = timestamp
+            w = 1.0
+        else:
+            w = math.exp(-decay * (self.ref_time - timestamp))
+        total = self.weight + w
+        self.mean = (self.mean * self.weight + vector * w) / total
+        self.weight = total
+
+
+def fold_events(
+    state: UserState,
+    session: Session | None,
+    seen: list[str],
+    events: Sequence[StateEvent],
+    *,
+    recent_cap: int,
+    half_life_s: float,
+    window: int = DEDUPE_WINDOW,
+) -> tuple[Session | None, int]:
+    """Reference semantics of ``apply_events`` for one user, in place; returns the new count.
+
+    ``seen`` holds the ids already applied, oldest first, and is trimmed to ``window``.
+    A session whose dimension differs from an event's vector (a new bundle) starts afresh.
+    """
+    known = set(seen)
+    applied = 0
+    pushed: list[str] = []
+    for event in events:
+        if event.event_id in known:
+            continue
+        known.add(event.event_id)
+        seen.append(event.event_id)
+        applied += 1
+        state.counters[event.type] = state.counters.get(event.type, 0) + 1
+        if event.recent:
+            pushed.append(event.item_id)
+        if state.last_active is None or event.timestamp > state.last_active:
+            state.last_active = event.timestamp
+        if event.vector is not None:
+            vector = np.asarray(event.vector, dtype=np.float64)
+            if session is None or session.mean.shape != vector.shape:
+                session = Session(np.zeros_like(vector), 0.0, event.timestamp)
+            session.fold(event.timestamp, vector, half_life_s)
+    del seen[: max(0, len(seen) - window)]
+    state.recent_items = merge_recent(state.recent_items, pushed, recent_cap)
+    if session is not None:
+        state.session_vector = session.mean.astype(np.float32)
+    return session, applied
+
+
 def merge_recent(previous: Sequence[str], new_items: Sequence[str], cap: int) -> list[str]:
     """Most-recent-first list after ``new_items`` happened, capped at ``cap``.
 
@@ -58,10 +150,21 @@ class UserStateStore(Store):
         super().__init__(url)
         self.ttl_s = ttl_s
         self.recent_cap = recent_cap
+        self.dedupe_window = DEDUPE_WINDOW  # applied ids remembered per user
 
     @abstractmethod
     def apply(self, updates: Sequence[UserStateUpdate]) -> None:
         """Apply all updates in one round trip; each refreshes the user's TTL."""
+
+    @abstractmethod
+    def apply_events(self, events: Sequence[StateEvent], half_life_s: float) -> int:
+        """Fold events into their users' state in one round trip, each at most once.
+
+        Per new event: its type's counter +1, its item pushed on the recent items (when
+        ``recent``), last active = the newest timestamp, its vector folded into the session
+        vector (a time-decayed mean, see :class:`Session`). Events whose id was already
+        applied change nothing. Returns how many events were new.
+        """
 
     @abstractmethod
     def get_many(self, user_ids: Sequence[str]) -> dict[str, UserState]:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from shared.storage.factory import open_user_state
-from shared.storage.user_state import UserStateStore, UserStateUpdate, merge_recent
+from shared.storage.user_state import StateEvent, UserStateStore, UserStateUpdate, merge_recent
 from tests.conftest import REDIS_URL, unique
 
 CAP = 5
@@ -108,3 +108,102 @@ def test_state_expires_after_ttl(kind: str, tmp_path: Path) -> None:
         assert s.get("u1") is None
     finally:
         s.close()
+
+
+def _events(user: str, n: int) -> list[StateEvent]:
+    return [
+        StateEvent(f"{user}-e{i}", user, f"i{i}", "play", 1_700_000_000.0 + i) for i in range(n)
+    ]
+
+
+def test_apply_events_counts_each_event_once(store: UserStateStore) -> None:
+    first = _events("u1", 3) + _events("u2", 2)
+    assert store.apply_events(first, half_life_s=60) == 5
+    assert store.apply_events(first, half_life_s=60) == 0  # the same batch delivered again
+    overlapping = _events("u1", 5)  # e0..e2 again, e3 and e4 new
+    assert store.apply_events(overlapping, half_life_s=60) == 2
+    states = store.get_many(["u1", "u2"])
+    assert states["u1"].counters == {"play": 5}
+    assert states["u1"].recent_items == ["i4", "i3", "i2", "i1", "i0"]
+    assert states["u1"].last_active == 1_700_000_004.0
+    assert states["u2"].counters == {"play": 2}
+
+
+def test_apply_events_duplicates_inside_one_batch_count_once(store: UserStateStore) -> None:
+    batch = _events("u1", 2)
+    assert store.apply_events([*batch, *batch], half_life_s=60) == 2
+    state = store.get("u1")
+    assert state is not None
+    assert state.counters == {"play": 2}
+    assert state.recent_items == ["i1", "i0"]
+
+
+def test_apply_events_types_recent_flag_and_cap(store: UserStateStore) -> None:
+    events = [
+        StateEvent("a", "u1", "x", "impression", 10.0, recent=False),
+        StateEvent("b", "u1", "y", "click", 11.0),
+        *_events("u1", 6),
+        StateEvent("c", "u1", "z", "skip", 5.0, recent=False),  # late: last_active stays
+    ]
+    store.apply_events(events, half_life_s=60)
+    state = store.get("u1")
+    assert state is not None
+    assert state.counters == {"impression": 1, "click": 1, "play": 6, "skip": 1}
+    assert state.recent_items == ["i5", "i4", "i3", "i2", "i1"]  # capped at CAP, no x or z
+    assert state.last_active == 1_700_000_005.0
+
+
+def _decayed_mean(times: list[float], vectors: np.ndarray, half_life_s: float) -> np.ndarray:
+    weights = np.exp2((np.asarray(times) - max(times)) / half_life_s)
+    return (weights[:, None] * vectors).sum(axis=0) / weights.sum()
+
+
+def test_session_vector_is_a_time_decayed_mean_in_any_order(store: UserStateStore) -> None:
+    rng = np.random.default_rng(7)
+    vectors = rng.normal(size=(8, 16)).astype(np.float32)
+    times = [1000.0, 1010.0, 1005.0, 1030.0, 1020.0, 1090.0, 1000.5, 1060.0]
+    events = [
+        StateEvent(f"e{i}", "u1", f"i{i}", "play", t, vector=vectors[i])
+        for i, t in enumerate(times)
+    ]
+    store.apply_events(events[:3], half_life_s=30)
+    store.apply_events(events[5:] + events[:4], half_life_s=30)  # a replay mixed with new ones
+    store.apply_events(events[4:5], half_life_s=30)
+    state = store.get("u1")
+    assert state is not None
+    assert state.session_vector is not None
+    assert state.session_vector.dtype == np.float32
+    expected = _decayed_mean(times, vectors, 30)
+    np.testing.assert_allclose(state.session_vector, expected, rtol=1e-5, atol=1e-6)
+    assert state.counters == {"play": 8}
+
+
+def test_session_restarts_when_the_embedding_dimension_changes(store: UserStateStore) -> None:
+    store.apply_events(
+        [StateEvent("e1", "u1", "a", "play", 1.0, vector=np.ones(4, np.float32))], 60
+    )
+    store.apply_events(
+        [StateEvent("e2", "u1", "b", "play", 2.0, vector=np.full(8, 2.0, np.float32))], 60
+    )
+    state = store.get("u1")
+    assert state is not None
+    assert state.session_vector is not None
+    np.testing.assert_array_equal(state.session_vector, np.full(8, 2.0, np.float32))
+
+
+def test_dedupe_window_keeps_the_latest_ids(kind: str, tmp_path: Path) -> None:
+    s = open_user_state(_url(kind, tmp_path), ttl_s=3600, recent_cap=CAP)
+    s.dedupe_window = 3
+    try:
+        s.apply_events(_events("u1", 5), half_life_s=60)
+        assert s.apply_events(_events("u1", 5)[2:], half_life_s=60) == 0  # e2..e4 remembered
+        assert s.apply_events(_events("u1", 1), half_life_s=60) == 1  # e0 fell out of the window
+    finally:
+        s.close()
+
+
+def test_apply_events_state_expires_and_delete_forgets_dedupe(store: UserStateStore) -> None:
+    store.apply_events(_events("u1", 2), half_life_s=60)
+    store.delete("u1")
+    assert store.get("u1") is None
+    assert store.apply_events(_events("u1", 2), half_life_s=60) == 2
