@@ -8,13 +8,20 @@ their position explicitly, after their side effects succeeded (at-least-once del
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from shared.errors import RecsysError
 from shared.storage.base import Store
 
 DEFAULT_TOPIC = "events"
 DEFAULT_PARTITIONS = 4
+
+
+class CommitFailed(RecsysError):
+    """The group moved on (a rebalance) before the commit: the records will be delivered again."""
+
+    exit_code = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,11 +45,23 @@ class LogConsumer(ABC):
 
     @abstractmethod
     def commit(self) -> None:
-        """Commit the position after every record returned by ``poll`` so far."""
+        """Commit the position after every record returned by ``poll`` so far.
+
+        Raises ``CommitFailed`` when the group rebalanced first (the uncommitted records go
+        to whichever member owns their partition now, so side effects must be idempotent).
+        """
 
     @abstractmethod
     def close(self) -> None:
         """Leave the group without committing."""
+
+    def lag(self) -> dict[int, int]:
+        """Records behind the end of each assigned partition, where known."""
+        return {}
+
+    def assignment(self) -> list[int]:
+        """Partitions this member owns right now."""
+        return []
 
 
 class EventLog(Store):
@@ -66,5 +85,18 @@ class EventLog(Store):
         """
 
     @abstractmethod
-    def consumer(self, group_id: str, topic: str | None = None) -> LogConsumer:
-        """A consumer in ``group_id``; a new group starts from the earliest record."""
+    def create_topic(self, topic: str, partitions: int = DEFAULT_PARTITIONS) -> None:
+        """Create ``topic`` unless it exists (e.g. a dead-letter topic)."""
+
+    @abstractmethod
+    def consumer(
+        self,
+        group_id: str,
+        topic: str | None = None,
+        on_revoke: Callable[[], None] | None = None,
+    ) -> LogConsumer:
+        """A consumer in ``group_id``; a new group starts from the earliest record.
+
+        ``on_revoke`` runs inside ``poll`` before partitions move to another member (a
+        rebalance): the last chance to finish pending work and commit.
+        """

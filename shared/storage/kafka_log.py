@@ -6,23 +6,34 @@ never auto-commit, so a worker that dies before committing re-reads its batch.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from urllib.parse import urlsplit
 
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import (
+    ConsumerRebalanceListener,
+    KafkaAdminClient,
+    KafkaConsumer,
+    KafkaProducer,
+    TopicPartition,
+)
 from kafka.admin import NewTopic
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.errors import CommitFailedError, KafkaError, TopicAlreadyExistsError
 
 from shared.errors import ConfigError, ServiceUnavailable
 from shared.storage.event_log import (
     DEFAULT_PARTITIONS,
     DEFAULT_TOPIC,
+    CommitFailed,
     EventLog,
     LogConsumer,
     LogRecord,
 )
 
 _SEND_TIMEOUT_S = 10.0
+# A member that died (SIGKILL) holds its partitions until this expires; 6 s is the broker's
+# default minimum, so a restarted worker resumes within seconds instead of Kafka's 45 s.
+_SESSION_TIMEOUT_MS = 6000
+_HEARTBEAT_MS = 1000
 
 
 def parse_kafka_url(url: str) -> tuple[list[str], str]:
@@ -106,8 +117,13 @@ class KafkaEventLog(EventLog):
         except KafkaError as err:
             raise ServiceUnavailable(self.role, self.url, repr(err)) from err
 
-    def consumer(self, group_id: str, topic: str | None = None) -> LogConsumer:
-        return _KafkaConsumer(self._servers, group_id, topic or self.topic)
+    def consumer(
+        self,
+        group_id: str,
+        topic: str | None = None,
+        on_revoke: Callable[[], None] | None = None,
+    ) -> LogConsumer:
+        return _KafkaConsumer(self._servers, group_id, topic or self.topic, on_revoke)
 
     def close(self) -> None:
         if self._producer is not None:
@@ -115,15 +131,36 @@ class KafkaEventLog(EventLog):
             self._producer = None
 
 
+class _Revoked(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, on_revoke: Callable[[], None] | None) -> None:
+        self._on_revoke = on_revoke
+
+    def on_partitions_revoked(self, revoked: object) -> None:
+        if self._on_revoke is not None and revoked:
+            self._on_revoke()
+
+    def on_partitions_assigned(self, assigned: object) -> None:
+        pass
+
+
 class _KafkaConsumer(LogConsumer):
-    def __init__(self, servers: list[str], group_id: str, topic: str) -> None:
+    def __init__(
+        self,
+        servers: list[str],
+        group_id: str,
+        topic: str,
+        on_revoke: Callable[[], None] | None = None,
+    ) -> None:
         self._consumer = KafkaConsumer(
-            topic,
             bootstrap_servers=servers,
             group_id=group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            session_timeout_ms=_SESSION_TIMEOUT_MS,
+            heartbeat_interval_ms=_HEARTBEAT_MS,
         )
+        self._consumer.subscribe([topic], listener=_Revoked(on_revoke))
+        self._positions: dict[TopicPartition, int] = {}
 
     def poll(self, max_records: int = 500, timeout_s: float = 1.0) -> list[LogRecord]:
         batches = self._consumer.poll(timeout_ms=int(timeout_s * 1000), max_records=max_records)
@@ -136,10 +173,25 @@ class _KafkaConsumer(LogConsumer):
                 )
                 for m in messages
             )
+            self._positions[tp] = messages[-1].offset + 1
         return records
 
     def commit(self) -> None:
-        self._consumer.commit()
+        try:
+            self._consumer.commit()
+        except CommitFailedError as err:
+            raise CommitFailed(f"commit failed, the group rebalanced: {err}") from err
+
+    def lag(self) -> dict[int, int]:
+        lags = {}
+        for tp in self._consumer.assignment():
+            end, position = self._consumer.highwater(tp), self._positions.get(tp)
+            if end is not None and position is not None:
+                lags[tp.partition] = max(0, end - position)
+        return lags
+
+    def assignment(self) -> list[int]:
+        return sorted(tp.partition for tp in self._consumer.assignment())
 
     def close(self) -> None:
         self._consumer.close(autocommit=False)

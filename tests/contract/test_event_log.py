@@ -100,3 +100,61 @@ def test_other_topics_are_separate(log: EventLog) -> None:
         assert consumer.poll(timeout_s=0.3) == []
     finally:
         consumer.close()
+
+
+def test_created_topic_takes_records(log: EventLog) -> None:
+    topic = unique("created")
+    log.create_topic(topic, partitions=2)
+    log.create_topic(topic, partitions=2)  # idempotent
+    log.append([("u1", b"x")], topic=topic)
+    consumer = log.consumer(unique("group"), topic=topic)
+    try:
+        assert [r.value for r in drain(consumer, 1)] == [b"x"]
+    finally:
+        consumer.close()
+
+
+def test_lag_and_assignment(log: EventLog) -> None:
+    log.append([("u1", f"{i}".encode()) for i in range(10)])
+    consumer = log.consumer(unique("group"))
+    try:
+        got = drain(consumer, 10)
+        partition = got[0].partition
+        assert sorted(consumer.assignment()) == [0, 1, 2, 3]
+        assert consumer.lag().get(partition) == 0
+        log.append([("u1", f"{i}".encode()) for i in range(10, 15)])
+        one: list[LogRecord] = []
+        for _ in range(40):
+            one = consumer.poll(max_records=1, timeout_s=0.5)
+            if one:
+                break
+        assert [r.value for r in one] == [b"10"]
+        assert consumer.lag()[partition] == 4
+    finally:
+        consumer.close()
+
+
+@pytest.mark.kafka
+def test_on_revoke_runs_before_partitions_move_to_a_new_member() -> None:
+    log = open_event_log(f"{KAFKA_URL.rstrip('/')}/{unique('events')}")
+    log.init_schema(partitions=4)
+    group, revoked = unique("group"), []
+    first = log.consumer(group, on_revoke=lambda: revoked.append(len(revoked)))
+    second = None
+    try:
+        log.append([(f"u{i}", b"x") for i in range(20)])
+        drain(first, 20)
+        assert first.assignment() == [0, 1, 2, 3]
+        second = log.consumer(group)
+        for _ in range(60):
+            first.poll(timeout_s=0.2)
+            second.poll(timeout_s=0.2)
+            if first.assignment() and second.assignment() and len(first.assignment()) < 4:
+                break
+        assert revoked, "the first member was not told before its partitions moved"
+        assert sorted(first.assignment() + second.assignment()) == [0, 1, 2, 3]
+    finally:
+        first.close()
+        if second is not None:
+            second.close()
+        log.close()

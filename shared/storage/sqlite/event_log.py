@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from shared.storage.event_log import (
     DEFAULT_PARTITIONS,
@@ -46,6 +46,9 @@ class SqliteEventLog(SqliteStore, EventLog):
     def init_schema(self, partitions: int = DEFAULT_PARTITIONS) -> None:
         self._partitions(self.topic, create_with=partitions)
 
+    def create_topic(self, topic: str, partitions: int = DEFAULT_PARTITIONS) -> None:
+        self._partitions(topic, create_with=partitions)
+
     def _partitions(self, topic: str, create_with: int = DEFAULT_PARTITIONS) -> int:
         with self._db.transaction() as conn:
             conn.execute(
@@ -77,7 +80,13 @@ class SqliteEventLog(SqliteStore, EventLog):
                     (topic, partition, offset, key, value, now_ms),
                 )
 
-    def consumer(self, group_id: str, topic: str | None = None) -> LogConsumer:
+    def consumer(
+        self,
+        group_id: str,
+        topic: str | None = None,
+        on_revoke: Callable[[], None] | None = None,
+    ) -> LogConsumer:
+        """One consumer reads every partition here: nothing is ever revoked."""
         topic = topic or self.topic
         return _SqliteConsumer(self._db, group_id, topic, self._partitions(topic))
 
@@ -134,6 +143,18 @@ class _SqliteConsumer(LogConsumer):
                 " DO UPDATE SET next_offset = excluded.next_offset",
                 [(self._group, self._topic, p, o) for p, o in self._positions.items()],
             )
+
+    def lag(self) -> dict[int, int]:
+        with self._db.read() as conn:
+            rows = conn.execute(
+                "SELECT partition, MAX(offset) + 1 FROM records WHERE topic = ? GROUP BY partition",
+                (self._topic,),
+            ).fetchall()
+        ends = {int(p): int(end) for p, end in rows}
+        return {p: max(0, ends.get(p, 0) - pos) for p, pos in self._positions.items()}
+
+    def assignment(self) -> list[int]:
+        return sorted(self._positions)
 
     def close(self) -> None:
         """Uncommitted positions are forgotten, as a Kafka consumer leaving the group would."""
