@@ -1,0 +1,279 @@
+"""The nearline worker: events topic -> user state, event history and event lake.
+
+One member of a consumer group. Per polled batch it parses the records (malformed ones go
+to the dead-letter topic with their error), folds the events into the users' state (one
+pipelined round trip, idempotent per event id) and writes them to the history (idempotent
+on event id), and buffers them for the lake. At each checkpoint (every ``commit_interval_s``
+or ``commit_records``, before partitions are revoked, and on shutdown) it writes the lake
+files and only then commits the log offsets. At-least-once delivery plus idempotent writes:
+no event is lost, none counted twice.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import orjson
+from pydantic import ValidationError
+
+from nearline.embeddings import ItemVectors, LiveItemVectors
+from nearline.lake import LakeWriter
+from nearline.metrics import NearlineMetrics
+from shared.errors import ConfigError
+from shared.events import Event, EventType
+from shared.storage.event_log import CommitFailed, EventLog, LogConsumer, LogRecord
+from shared.storage.history import EventHistoryStore
+from shared.storage.user_state import StateEvent, UserStateStore
+
+log = logging.getLogger(__name__)
+
+# Events that say the user engaged with the item: they enter the recent items (the seeds of
+# fresh candidates). Impressions and skips are counted but seed nothing.
+ENGAGED = frozenset({EventType.CLICK, EventType.PLAY, EventType.RATE, EventType.ADD_TO_LIST})
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """How one worker consumes; the defaults suit a few thousand events per second."""
+
+    group_id: str = "nearline"
+    topic: str | None = None  # default: the event log's topic
+    dead_letter_topic: str | None = None  # default: "<topic>.dead-letter"
+    poll_records: int = 1000
+    poll_timeout_s: float = 0.5
+    commit_interval_s: float = 1.0
+    commit_records: int = 2000
+    half_life_s: float = 1800.0  # of the session vector's time decay
+    max_backoff_s: float = 5.0
+
+
+@dataclass
+class WorkerStats:
+    """What one run did, with the time spent per stage (the benchmark reads these)."""
+
+    records: int = 0
+    applied: int = 0
+    duplicates: int = 0
+    dead_letters: int = 0
+    batches: int = 0
+    commits: int = 0
+    commit_failures: int = 0
+    seconds: dict[str, float] = field(
+        default_factory=lambda: dict.fromkeys(("parse", "state", "history", "lake", "commit"), 0.0)
+    )
+
+
+@dataclass
+class _Parsed:
+    good: list[tuple[LogRecord, Event]]
+    dead: list[tuple[LogRecord, str]]
+
+
+def parse(records: Sequence[LogRecord]) -> _Parsed:
+    """Split records into events and poison messages (with the reason)."""
+    parsed = _Parsed([], [])
+    for record in records:
+        try:
+            event = Event.from_json(record.value)
+        except ValidationError as err:
+            first = err.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "body"
+            parsed.dead.append((record, f"{where}: {first['msg']}"))
+            continue
+        except (TypeError, ValueError) as err:  # e.g. a value that is not bytes at all
+            parsed.dead.append((record, f"body: {err}"))
+            continue
+        if record.key != event.user_id:
+            # Keyed elsewhere, the user's events could interleave across partitions.
+            parsed.dead.append((record, f"key {record.key!r} is not the user id"))
+            continue
+        parsed.good.append((record, event))
+    return parsed
+
+
+def dead_letter(record: LogRecord, error: str) -> bytes:
+    """The dead-letter record: the error, where the record came from, its exact bytes."""
+    value = record.value if isinstance(record.value, bytes) else b""
+    return orjson.dumps(
+        {
+            "error": error,
+            "topic": record.topic,
+            "partition": record.partition,
+            "offset": record.offset,
+            "key": record.key,
+            "timestamp_ms": record.timestamp_ms,
+            "value": value.decode("utf-8", errors="replace"),
+            "value_b64": base64.b64encode(value).decode(),
+            "failed_at": time.time(),
+        }
+    )
+
+
+def state_events(events: Sequence[Event], vectors: ItemVectors | None) -> list[StateEvent]:
+    return [
+        StateEvent(
+            e.event_id,
+            e.user_id,
+            e.item_id,
+            e.type.value,
+            e.timestamp,
+            vector=None if vectors is None else vectors.get(e.item_id),
+            recent=e.type in ENGAGED,
+        )
+        for e in events
+    ]
+
+
+class Worker:
+    """Consume, apply, checkpoint; ``run`` until ``stop`` is set."""
+
+    def __init__(
+        self,
+        log_store: EventLog,
+        state: UserStateStore,
+        history: EventHistoryStore,
+        lake: LakeWriter,
+        *,
+        vectors: LiveItemVectors | None = None,
+        config: WorkerConfig | None = None,
+        metrics: NearlineMetrics | None = None,
+    ) -> None:
+        self.config = config or WorkerConfig()
+        self._log = log_store
+        self._state = state
+        self._history = history
+        self._lake = lake
+        self._vectors = vectors
+        self.metrics = metrics or NearlineMetrics()
+        self.stats = WorkerStats()
+        self.topic = self.config.topic or log_store.topic
+        self.dead_letter_topic = self.config.dead_letter_topic or f"{self.topic}.dead-letter"
+        if self.config.commit_records + self.config.poll_records > state.dedupe_window:
+            raise ConfigError(
+                f"nearline: commit_records + poll_records must stay within the state's dedupe"
+                f" window ({state.dedupe_window}), else a replay could count an event twice"
+            )
+        self._consumer: LogConsumer | None = None
+        self._uncommitted = 0
+        self._since_commit = time.monotonic()
+
+    def run(
+        self, stop: threading.Event | None = None, max_records: int | None = None
+    ) -> WorkerStats:
+        """Consume until ``stop`` is set (or ``max_records`` were read); then checkpoint."""
+        stop = stop or threading.Event()
+        self._log.create_topic(self.dead_letter_topic)
+        consumer = self._log.consumer(self.config.group_id, self.topic, on_revoke=self.checkpoint)
+        self._consumer = consumer
+        try:
+            while not stop.is_set():
+                records = consumer.poll(self.config.poll_records, self.config.poll_timeout_s)
+                if records and not self._process(records, stop):
+                    return self.stats  # stopped while a store was down: leave it uncommitted
+                self.metrics.set_partitions(consumer.assignment(), consumer.lag())
+                if self._checkpoint_due():
+                    self.checkpoint()
+                if max_records is not None and self.stats.records >= max_records:
+                    break
+            self.checkpoint()
+        finally:
+            consumer.close()
+            self._consumer = None
+        return self.stats
+
+    def _checkpoint_due(self) -> bool:
+        if not self._uncommitted:
+            return False
+        age = time.monotonic() - self._since_commit
+        return (
+            age >= self.config.commit_interval_s or self._uncommitted >= self.config.commit_records
+        )
+
+    def checkpoint(self) -> None:
+        """Write the lake files, then commit the offsets of everything applied so far."""
+        if self._consumer is None or not self._uncommitted:
+            return
+        started = time.perf_counter()
+        self.metrics.lake_files.inc(len(self._lake.flush()))
+        lake_done = time.perf_counter()
+        self.stats.seconds["lake"] += lake_done - started
+        try:
+            self._consumer.commit()
+            self.stats.commits += 1
+            self.metrics.commits.inc()
+        except CommitFailed as err:
+            self.stats.commit_failures += 1
+            self.metrics.commit_failures.inc()
+            log.warning("%s", err)
+        self.stats.seconds["commit"] += time.perf_counter() - lake_done
+        self._uncommitted = 0
+        self._since_commit = time.monotonic()
+
+    def _process(self, records: list[LogRecord], stop: threading.Event) -> bool:
+        """Apply one batch, retrying while a store is down; False if stopped meanwhile."""
+        started = time.perf_counter()
+        parsed = parse(records)
+        self.stats.seconds["parse"] += time.perf_counter() - started
+        backoff, applied = 0.1, 0
+        while True:
+            try:
+                # Each event applies at most once, so a retry after a partial success adds
+                # only what the failed attempt did not: summing the attempts is exact.
+                applied += self._apply(parsed)
+                break
+            except Exception as err:  # a store that did not take the batch: retry it whole
+                self.metrics.write_retries.labels(type(err).__name__).inc()
+                log.warning("batch not applied, retrying in %.1f s: %s", backoff, err)
+                if stop.wait(backoff):
+                    return False
+                backoff = min(backoff * 2, self.config.max_backoff_s)
+        for record, event in parsed.good:
+            self._lake.add(record.partition, record.offset, event)
+        self._uncommitted += len(records)
+        self._count(records, parsed, applied)
+        self.metrics.batch_seconds.observe(time.perf_counter() - started)
+        return True
+
+    def _apply(self, parsed: _Parsed) -> int:
+        """Dead letters, state, history; returns how many events were new to the state."""
+        t0 = time.perf_counter()
+        if parsed.dead:
+            self._log.append(
+                [(r.key, dead_letter(r, error)) for r, error in parsed.dead],
+                topic=self.dead_letter_topic,
+            )
+        events = [event for _, event in parsed.good]
+        if not events:
+            return 0
+        vectors = self._vectors.current() if self._vectors is not None else None
+        applied = self._state.apply_events(state_events(events, vectors), self.config.half_life_s)
+        t1 = time.perf_counter()
+        now_ms = time.time() * 1000
+        for record, _ in parsed.good:
+            self.metrics.freshness_seconds.observe(max(0.0, now_ms - record.timestamp_ms) / 1000)
+        self._history.append(events)
+        self.stats.seconds["state"] += t1 - t0
+        self.stats.seconds["history"] += time.perf_counter() - t1
+        return applied
+
+    def _count(self, records: list[LogRecord], parsed: _Parsed, applied: int) -> None:
+        duplicates = len(parsed.good) - applied
+        self.stats.records += len(records)
+        self.stats.batches += 1
+        self.stats.applied += applied
+        self.stats.duplicates += duplicates
+        self.stats.dead_letters += len(parsed.dead)
+        self.metrics.count_events(len(records))
+        self.metrics.events.labels("applied").inc(applied)
+        self.metrics.events.labels("duplicate").inc(duplicates)
+        self.metrics.events.labels("dead_letter").inc(len(parsed.dead))
+        by_partition: dict[int, int] = {}
+        for record in records:
+            by_partition[record.partition] = by_partition.get(record.partition, 0) + 1
+        for partition, n in by_partition.items():
+            self.metrics.partition_events.labels(str(partition)).inc(n)

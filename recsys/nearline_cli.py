@@ -1,0 +1,117 @@
+"""``recsys nearline``: the consumer-group worker and the events endpoint on its own."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from typing import Annotated
+
+import typer
+
+from recsys.console import console
+from shared.settings import Settings
+
+app = typer.Typer(
+    help="Nearline tier: events -> user state, history, event lake.", no_args_is_help=True
+)
+
+
+@app.command()
+def run(
+    group: Annotated[
+        str, typer.Option(help="Consumer group; workers in one group share partitions.")
+    ] = "nearline",
+    topic: Annotated[
+        str | None, typer.Option(help="Events topic (default: the event log URL's).")
+    ] = None,
+    dead_letter_topic: Annotated[
+        str | None, typer.Option(help="Where malformed events go (default: <topic>.dead-letter).")
+    ] = None,
+    metrics_port: Annotated[
+        int, typer.Option(help="Serve Prometheus metrics on this port (0: off).")
+    ] = 0,
+    poll_records: Annotated[int, typer.Option(help="Most records per polled batch.")] = 1000,
+    commit_interval: Annotated[
+        float, typer.Option(help="Seconds between checkpoints (lake files + offset commit).")
+    ] = 1.0,
+    half_life: Annotated[
+        float, typer.Option(help="Half-life in seconds of the session vector's time decay.")
+    ] = 1800.0,
+    max_records: Annotated[
+        int | None, typer.Option(help="Stop after this many records (benchmarks, tests).")
+    ] = None,
+    log_level: Annotated[str, typer.Option(help="Logging level.")] = "INFO",
+) -> None:
+    """Consume the events topic until SIGTERM/SIGINT; then finish the batch and commit."""
+    from nearline.embeddings import LiveItemVectors
+    from nearline.lake import LakeWriter
+    from nearline.metrics import NearlineMetrics
+    from nearline.worker import Worker, WorkerConfig
+    from shared.registry import ModelRegistry
+    from shared.storage import factory
+
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    settings = Settings()
+    stores = []
+    try:
+        event_log = factory.open_event_log(settings.event_log_url)
+        stores.append(event_log)
+        state = factory.open_user_state(
+            settings.user_state_url, settings.user_state_ttl_s, settings.recent_items_cap
+        )
+        stores.append(state)
+        history = factory.open_history(settings.history_url)
+        stores.append(history)
+        for store in stores:
+            factory.ping(store)
+        config = WorkerConfig(
+            group_id=group,
+            topic=topic,
+            dead_letter_topic=dead_letter_topic,
+            poll_records=poll_records,
+            commit_interval_s=commit_interval,
+            half_life_s=half_life,
+        )
+        metrics = NearlineMetrics()
+        worker = Worker(
+            event_log,
+            state,
+            history,
+            LakeWriter(settings.lake_dir, topic or event_log.topic),
+            vectors=LiveItemVectors(ModelRegistry(settings.registry_url)),
+            config=config,
+            metrics=metrics,
+        )
+        if metrics_port:
+            metrics.serve(metrics_port)
+        stop = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+        started = time.perf_counter()
+        stats = worker.run(stop, max_records=max_records)
+        elapsed = time.perf_counter() - started
+    finally:
+        for store in stores:
+            store.close()
+    console.print(
+        f"nearline: {stats.records} records in {elapsed:.1f} s (applied {stats.applied},"
+        f" duplicates {stats.duplicates}, dead letters {stats.dead_letters}),"
+        f" {stats.commits} commits"
+    )
+
+
+@app.command()
+def api(
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to bind.")] = 8001,
+) -> None:
+    """Serve POST /v1/events on its own (the online API includes the same router)."""
+    import uvicorn
+
+    from nearline.api import create_app
+
+    uvicorn.run(create_app(settings=Settings()), host=host, port=port, log_level="info")

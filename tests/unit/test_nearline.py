@@ -1,0 +1,292 @@
+"""The nearline worker, lake, API and fresh candidates on the embedded stores."""
+
+from __future__ import annotations
+
+import threading
+import urllib.request
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pytest
+from fastapi.testclient import TestClient
+
+from nearline.api import create_app
+from nearline.embeddings import LiveItemVectors
+from nearline.fresh import FreshCandidates, fresh_candidates
+from nearline.lake import LakeWriter, read_lake
+from nearline.metrics import NearlineMetrics
+from nearline.worker import Worker, WorkerConfig, parse
+from offline.index import build_index
+from shared.bundle import ITEM_IDS, ITEM_VECTORS, Embeddings, write_embeddings
+from shared.errors import ConfigError
+from shared.events import Event, EventType
+from shared.registry import ModelRegistry
+from shared.storage.event_log import EventLog, LogRecord
+from shared.storage.factory import open_event_log, open_history, open_user_state
+from shared.storage.history import EventHistoryStore
+from shared.storage.user_state import UserState, UserStateStore
+
+TYPES = list(EventType)
+
+
+def make_events(users: int, per_user: int, t0: float = 1_700_000_000.0) -> list[Event]:
+    return [
+        Event(
+            event_id=f"u{u}-{i}",
+            user_id=f"u{u}",
+            item_id=f"i{(u * 7 + i) % 40}",
+            type=TYPES[(u + i) % len(TYPES)],
+            value=4.0 if TYPES[(u + i) % len(TYPES)] is EventType.RATE else None,
+            timestamp=t0 + i * 60.0,
+            context={"device": "tv"},
+        )
+        for u in range(users)
+        for i in range(per_user)
+    ]
+
+
+def write_bundle(root: Path, items: int = 40, dim: int = 8) -> Embeddings:
+    rng = np.random.default_rng(0)
+    embeddings = Embeddings(
+        [f"i{i}" for i in range(items)], rng.normal(size=(items, dim)).astype(np.float32)
+    )
+    registry = ModelRegistry(f"file://{root}")
+    with registry.create(None, "test", {}) as bundle:
+        write_embeddings(bundle.path, ITEM_IDS, ITEM_VECTORS, embeddings)
+    registry.promote(bundle.version)
+    return embeddings
+
+
+class Stores:
+    def __init__(self, tmp_path: Path) -> None:
+        self.log: EventLog = open_event_log(f"sqlite:///{tmp_path}/log.db")
+        self.log.init_schema(partitions=4)
+        self.state: UserStateStore = open_user_state("memory://state", ttl_s=3600, recent_cap=50)
+        self.history: EventHistoryStore = open_history("memory://history")
+        self.lake = tmp_path / "lake"
+        self.registry = ModelRegistry(f"file://{tmp_path}/models")
+        self.embeddings = write_bundle(tmp_path / "models")
+
+    def worker(self, group: str = "g", **config: float) -> Worker:
+        return Worker(
+            self.log,
+            self.state,
+            self.history,
+            LakeWriter(self.lake, self.log.topic),
+            vectors=LiveItemVectors(self.registry),
+            config=WorkerConfig(group_id=group, **config),  # type: ignore[arg-type]
+        )
+
+    def close(self) -> None:
+        for store in (self.log, self.state, self.history):
+            store.close()
+
+
+@pytest.fixture
+def stores(tmp_path: Path) -> Iterator[Stores]:
+    s = Stores(tmp_path)
+    yield s
+    s.close()
+
+
+def produce(log: EventLog, events: list[Event]) -> None:
+    log.append([(e.user_id, e.to_json()) for e in events])
+
+
+def expected_counters(events: list[Event]) -> dict[str, dict[str, int]]:
+    out: dict[str, Counter[str]] = {}
+    for e in events:
+        out.setdefault(e.user_id, Counter())[e.type.value] += 1
+    return {u: dict(c) for u, c in out.items()}
+
+
+def test_worker_applies_every_event_once_to_state_history_and_lake(stores: Stores) -> None:
+    events = make_events(users=20, per_user=30)
+    produce(stores.log, events)
+    stats = stores.worker(poll_records=100).run(max_records=len(events))
+    assert (stats.records, stats.applied, stats.duplicates) == (600, 600, 0)
+    states = stores.state.get_many([f"u{u}" for u in range(20)])
+    assert {u: s.counters for u, s in states.items()} == expected_counters(events)
+    u0 = states["u0"]
+    engaged = [
+        e.item_id
+        for e in events
+        if e.user_id == "u0" and e.type.value in {"click", "play", "rate", "add_to_list"}
+    ]
+    assert u0.recent_items == list(reversed(engaged))
+    assert u0.last_active == max(e.timestamp for e in events if e.user_id == "u0")
+    assert u0.session_vector is not None and u0.session_vector.shape == (8,)
+    assert len(stores.history.for_user("u3", limit=1000)) == 30
+    lake = read_lake(stores.lake)
+    assert len(lake) == 600 and set(lake["event_id"]) == {e.event_id for e in events}
+    raw = sum(len(pq_rows(p)) for p in stores.lake.glob("*/*.parquet"))
+    assert raw == 600
+
+
+def pq_rows(path: Path) -> list[object]:
+    import pyarrow.parquet as pq
+
+    return pq.read_table(path).column("event_id").to_pylist()
+
+
+def test_replayed_uncommitted_batches_count_once(stores: Stores) -> None:
+    events = make_events(users=10, per_user=20)
+    produce(stores.log, events)
+    crashed = stores.worker(poll_records=70)
+    consumer = stores.log.consumer("g")
+    crashed._consumer = consumer
+    for _ in range(2):  # two batches applied to state and history, then a crash: no commit
+        assert crashed._process(consumer.poll(70, 0.5), threading.Event())
+    consumer.close()
+    stats = stores.worker(poll_records=70).run(max_records=len(events))
+    assert stats.records == 200 and stats.duplicates == 140 and stats.applied == 60
+    states = stores.state.get_many([f"u{u}" for u in range(10)])
+    assert {u: s.counters for u, s in states.items()} == expected_counters(events)
+    raw = sum(len(pq_rows(p)) for p in stores.lake.glob("*/*.parquet"))
+    assert raw == 200  # the crashed worker wrote no lake file; the replay wrote each row once
+
+
+def test_lake_files_are_rewritten_not_added_on_replay(tmp_path: Path) -> None:
+    events = make_events(users=1, per_user=6, t0=1_700_000_000.0)
+    first = LakeWriter(tmp_path, "events")
+    for offset, event in enumerate(events):
+        first.add(0, 100 + offset, event)
+    first.flush()  # then the worker died before committing
+    replay = LakeWriter(tmp_path, "events")
+    for offset, event in enumerate(events[:2]):  # the replay polls a shorter first batch
+        replay.add(0, 100 + offset, event)
+    replay.flush()
+    for offset, event in enumerate(events[2:], start=2):
+        replay.add(0, 100 + offset, event)
+    replay.flush()
+    rows = [r for p in sorted(tmp_path.glob("*/*.parquet")) for r in pq_rows(p)]
+    assert sorted(rows) == sorted(e.event_id for e in events)
+
+
+def test_poison_messages_go_to_the_dead_letter_topic(stores: Stores) -> None:
+    good = make_events(users=3, per_user=5)
+    produce(stores.log, good[:7])
+    bad = [
+        ("u1", b"{not json"),
+        ("u1", orjson.dumps({"user_id": "u1", "item_id": "x", "type": "teleport"})),
+        ("someone-else", good[0].model_copy(update={"event_id": "k"}).to_json()),
+    ]
+    stores.log.append(bad)
+    produce(stores.log, good[7:])
+    worker = stores.worker()
+    stats = worker.run(max_records=len(good) + len(bad))
+    assert stats.dead_letters == 3 and stats.applied == len(good)
+    consumer = stores.log.consumer("dlq-reader", topic=worker.dead_letter_topic)
+    letters = [orjson.loads(r.value) for r in consumer.poll(100, 0.5)]
+    consumer.close()
+    assert sorted(letter["value"] for letter in letters) == sorted(v.decode() for _, v in bad)
+    errors = " | ".join(letter["error"] for letter in letters)
+    assert "Invalid JSON" in errors and "type" in errors and "is not the user id" in errors
+    assert all({"topic", "partition", "offset", "value_b64"} <= set(letter) for letter in letters)
+    assert worker.metrics.events.labels("dead_letter")._value.get() == 3
+
+
+def test_parse_rejects_a_record_without_bytes() -> None:
+    record = LogRecord("t", 0, 0, "u1", None, 0)  # type: ignore[arg-type]  # a Kafka tombstone
+    assert len(parse([record]).dead) == 1
+
+
+def test_commit_settings_must_fit_the_dedupe_window(stores: Stores) -> None:
+    with pytest.raises(ConfigError, match="dedupe"):
+        stores.worker(commit_records=10_000)
+
+
+def test_worker_stops_on_request_and_commits(stores: Stores) -> None:
+    produce(stores.log, make_events(users=2, per_user=5))
+    stop = threading.Event()
+    worker = stores.worker()
+    thread = threading.Thread(target=worker.run, args=(stop,))
+    thread.start()
+    for _ in range(100):
+        if worker.stats.records == 10:
+            break
+        threading.Event().wait(0.05)
+    stop.set()
+    thread.join(5)
+    assert not thread.is_alive() and worker.stats.commits >= 1
+    again = stores.worker().run(threading.Event(), max_records=0)
+    assert again.records == 0  # everything was committed
+
+
+def test_metrics_are_served(stores: Stores) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    metrics = NearlineMetrics()
+    metrics.serve(port, host="127.0.0.1")
+    metrics.count_events(5)
+    metrics.set_partitions([0, 1], {0: 3})
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    for name in (
+        "recsys_nearline_lag_records",
+        "recsys_nearline_events_per_second",
+        "recsys_nearline_batch_seconds",
+        "recsys_nearline_freshness_seconds",
+        "recsys_nearline_events_total",
+    ):
+        assert name in text
+
+
+def test_fresh_candidates_explain_themselves() -> None:
+    vectors = np.eye(6, dtype=np.float32)
+    vectors[3] = [0.9, 0.1, 0, 0, 0, 0]  # near item a
+    vectors[4] = [0, 0.8, 0, 0, 0, 0.2]  # near item b
+    embeddings = Embeddings(["a", "b", "c", "a2", "b2", "f"], vectors)
+    index = build_index(vectors, "flat")
+    state = UserState("u1", recent_items=["b", "a", "b", "unknown"])
+    found = fresh_candidates(state, embeddings, index, k=3)
+    assert [c.item_id for c in found][:2] == ["a2", "b2"] or [c.item_id for c in found][:2] == [
+        "b2",
+        "a2",
+    ]
+    by_item = {c.item_id: c for c in found}
+    assert by_item["a2"].because == "a" and by_item["b2"].because == "b"
+    assert not {"a", "b"} & set(by_item)  # seen items never come back
+    assert FreshCandidates(embeddings, index)(UserState("cold"), k=5) == []
+
+
+def test_api_accepts_one_event_or_a_batch(stores: Stores) -> None:
+    with TestClient(create_app(stores.log)) as client:
+        one = client.post("/v1/events", json={"user_id": "u1", "item_id": "i1", "type": "play"})
+        assert one.status_code == 202
+        assert one.json()["accepted"] == 1 and len(one.json()["event_ids"]) == 1
+        batch = [e.model_dump(mode="json") for e in make_events(users=2, per_user=3)]
+        many = client.post("/v1/events", json=batch)
+        assert many.status_code == 202
+        assert many.json()["event_ids"] == [e["event_id"] for e in batch]
+    consumer = stores.log.consumer("api-check")
+    records = consumer.poll(100, 0.5)
+    consumer.close()
+    assert len(records) == 7 and all(Event.from_json(r.value).user_id == r.key for r in records)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"{nope", "body: Invalid JSON"),
+        (b'{"user_id": "u1", "type": "play"}', "item_id: Field required"),
+        (
+            b'[{"user_id": "u1", "item_id": "i", "type": "play"}, {"user_id": "u 2", "item_id": "i", "type": "play"}]',
+            "events[1].user_id: String should match pattern",
+        ),
+        (b'{"user_id": "u1", "item_id": "i", "type": "zap"}', "type: Input should be"),
+        (b"[]", "empty list"),
+    ],
+)
+def test_api_rejects_bad_bodies_with_a_message(stores: Stores, body: bytes, message: str) -> None:
+    with TestClient(create_app(stores.log)) as client:
+        response = client.post(
+            "/v1/events", content=body, headers={"content-type": "application/json"}
+        )
+    assert response.status_code == 422
+    assert message in response.json()["detail"]
