@@ -51,12 +51,13 @@ def run(
     from nearline.worker import Worker, WorkerConfig
     from shared.registry import ModelRegistry
     from shared.storage import factory
+    from shared.storage.base import Store
 
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     settings = Settings()
-    stores = []
+    stores: list[Store] = []
     try:
         event_log = factory.open_event_log(settings.event_log_url)
         stores.append(event_log)
