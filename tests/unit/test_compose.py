@@ -98,7 +98,6 @@ def _resolves(argv: list[str]) -> bool:
 
 PENDING = {
     "offline": "the offline tier's `recsys offline run` lands with issue 3",
-    "nearline": "the nearline tier's `recsys nearline run` lands with issue 4",
     "api": "the online tier's `recsys online serve` lands with issue 5",
 }
 
