@@ -15,7 +15,7 @@ Scheme (no test data is ever looked at):
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -61,6 +61,9 @@ class TrainConfig:
     k: int = 10
     seed: int = 0
     device: str = "auto"
+    # Fixed feature weights the model starts from and learns a correction to (see
+    # shared.ranker.FeatureSpec.prior); e.g. blend_prior(weights) for the offline blend.
+    prior: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass
@@ -76,16 +79,17 @@ class TrainReport:
 
 def candidate_union(
     members: Sequence[ScoringGenerator], users: npt.NDArray[np.int64], n: int
-) -> IntArray:
-    """Per user, the sorted union of every member's top ``n`` unseen items, -1 padded."""
+) -> tuple[IntArray, list[IntArray]]:
+    """Per user, the sorted union of every member's top ``n`` unseen items, -1 padded;
+    and each member's own top ``n`` (``[u, n]``, best first)."""
     tops = [m.recommend(users, n, exclude_seen=True)[0] for m in members]
-    stacked = np.concatenate(tops, axis=1)
+    stacked = np.concatenate(tops, axis=1) if tops else np.empty((len(users), 0), np.int32)
     rows = [np.unique(r[r >= 0]) for r in stacked]
     width = max((len(r) for r in rows), default=0)
     out = np.full((len(users), width), -1, dtype=np.int32)
     for i, r in enumerate(rows):
         out[i, : len(r)] = r
-    return out
+    return out, tops
 
 
 def _member_signals(
@@ -93,49 +97,70 @@ def _member_signals(
     train: sp.csr_matrix,
     users: npt.NDArray[np.int64],
     items: IntArray,
+    top: IntArray,
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
-    """z-score and 0-based rank of each candidate in ``member``'s ranking of the items it
-    can recommend (seen and never-interacted items excluded, as in the blend)."""
+    """z-score of each candidate over the items ``member`` can recommend to the user (seen
+    and never-interacted items excluded, as in the blend), and its 0-based rank in the
+    member's top list ``top``, ``top.shape[1]`` when absent from it.
+
+    The rank is capped at the list length on purpose: it is what a reader of the stored
+    lists (the online tier) can know too, and it needs no sort of the whole catalogue.
+    """
     known = np.diff(train.tocsc().indptr) > 0
+    n_top = top.shape[1]
     z = np.zeros(items.shape, dtype=np.float32)
-    rank = np.zeros(items.shape, dtype=np.int64)
+    rank = np.full(items.shape, n_top, dtype=np.int64)
     safe = np.maximum(items, 0)
     for start in range(0, len(users), _BATCH_USERS):
         batch = users[start : start + _BATCH_USERS]
+        rows = slice(start, start + len(batch))
         raw = np.array(member.score(batch), dtype=np.float64, copy=True)
         seen = train[batch]
-        raw[:, ~known] = np.nan
-        raw[np.repeat(np.arange(len(batch)), np.diff(seen.indptr)), seen.indices] = np.nan
-        mean = np.nanmean(raw, axis=1, keepdims=True)
-        std = np.nanstd(raw, axis=1, keepdims=True)
-        block_z = (raw - mean) / np.where(std > 0, std, 1.0)
-        order = np.argsort(-np.nan_to_num(raw, nan=-np.inf), axis=1, kind="stable")
-        block_rank = np.empty_like(order)
-        np.put_along_axis(block_rank, order, np.arange(raw.shape[1])[None, :], axis=1)
-        rows = slice(start, start + len(batch))
-        z[rows] = np.nan_to_num(np.take_along_axis(block_z, safe[rows], axis=1))
-        rank[rows] = np.take_along_axis(block_rank, safe[rows], axis=1)
+        usable = np.broadcast_to(known, raw.shape).copy()
+        usable[np.repeat(np.arange(len(batch)), np.diff(seen.indptr)), seen.indices] = False
+        count = np.maximum(usable.sum(axis=1, keepdims=True), 1)
+        mean = np.where(usable, raw, 0.0).sum(axis=1, keepdims=True) / count
+        var = np.where(usable, (raw - mean) ** 2, 0.0).sum(axis=1, keepdims=True) / count
+        std = np.sqrt(var)
+        picked = np.take_along_axis(raw, safe[rows], axis=1)
+        z[rows] = ((picked - mean) / np.where(std > 0, std, 1.0)).astype(np.float32)
+        position = np.full(raw.shape, n_top, dtype=np.int64)
+        block_top = top[rows]
+        listed = block_top >= 0
+        position[np.nonzero(listed)[0], block_top[listed]] = np.nonzero(listed)[1]
+        rank[rows] = np.take_along_axis(position, safe[rows], axis=1)
     return z, rank
 
 
 def build_candidates(
-    members: Sequence[ScoringGenerator], train: sp.csr_matrix, n: int
+    members: Sequence[ScoringGenerator],
+    train: sp.csr_matrix,
+    n: int,
+    users: npt.NDArray[np.int64] | None = None,
 ) -> CandidateSet:
-    """Candidates and features for every user of ``train`` from members fitted on it."""
-    users = np.arange(train.shape[0], dtype=np.int64)
-    items = candidate_union(members, users, n)
+    """Candidates and features for ``users`` (default: every user of ``train``) from
+    members fitted on ``train``."""
+    if users is None:
+        users = np.arange(train.shape[0], dtype=np.int64)
+    items, tops = candidate_union(members, users, n)
     names = [m.name for m in members]
     z: dict[str, npt.NDArray[np.float32]] = {}
     rank: dict[str, npt.NDArray[np.int64]] = {}
-    for name, member in zip(names, members, strict=True):
-        z[name], rank[name] = _member_signals(member, train, users, items)
+    for name, member, top in zip(names, members, tops, strict=True):
+        z[name], rank[name] = _member_signals(member, train, users, items, top)
     popularity = np.asarray(train.getnnz(axis=0), dtype=np.int64)[np.maximum(items, 0)]
-    history = np.diff(train.indptr).astype(np.int64)
+    history = np.diff(train.indptr).astype(np.int64)[users]
     features = assemble_features(
         names, z=z, rank=rank, item_popularity=popularity, history=history, top_n=n
     )
     features[items < 0] = 0.0
     return CandidateSet(users, items, features, feature_names(names), n)
+
+
+def blend_prior(weights: Mapping[str, float]) -> tuple[tuple[str, float], ...]:
+    """Prior weights that make an untrained ranker score like the z-score blend of the
+    members with these ``weights`` (one per member name)."""
+    return tuple((f"{name}_z", float(w)) for name, w in weights.items())
 
 
 def candidate_labels(candidates: CandidateSet, holdout: sp.csr_matrix) -> npt.NDArray[np.bool_]:
@@ -187,7 +212,9 @@ def train_ranker(
     fit, stop = subset(candidates, fit_rows), subset(candidates, stop_rows)
     fit_labels = labels[fit_rows]
     flat = fit.features[fit.valid]
-    spec = FeatureSpec.fit(candidates.names, flat, config.hidden, candidates.top_n)
+    spec = FeatureSpec.fit(
+        candidates.names, flat, config.hidden, candidates.top_n, dict(config.prior) or None
+    )
     ranker = Ranker.new(spec, config.device, config.seed)
     optimiser = torch.optim.Adam(
         ranker.net.parameters(), lr=config.lr, weight_decay=config.weight_decay
@@ -196,6 +223,10 @@ def train_ranker(
     report = TrainReport(examples=int(fit.valid.sum()), positives=int(fit_labels.sum()))
     best_state = {k: v.detach().clone() for k, v in ranker.net.state_dict().items()}
     best = -1.0
+    if spec.prior and n_stop:
+        # Epoch 0 is the prior alone: training must beat it on the stopping users.
+        best = _stop_ndcg(ranker, stop, stop_truth, config.k)
+        report.history.append({"epoch": 0, "loss": float("nan"), "stop_ndcg": best})
     for epoch in range(1, config.epochs + 1):
         loss = _epoch(ranker, optimiser, fit, fit_labels, config=config, rng=rng)
         ndcg = _stop_ndcg(ranker, stop, stop_truth, config.k) if n_stop else 0.0

@@ -7,9 +7,9 @@ import sys
 import typer
 from pydantic import ValidationError
 
-from recsys import data_cli, models_cli, nearline_cli, storage_cli
-from recsys.console import err_console
+from recsys import data_cli, models_cli, nearline_cli, offline_cli, storage_cli
 from recsys.bench import cli as bench_cli
+from recsys.console import err_console
 from recsys.services import cli as services_cli
 from shared.errors import RecsysError
 
@@ -24,6 +24,7 @@ app.add_typer(services_cli.app, name="services")
 app.add_typer(storage_cli.app, name="storage")
 app.add_typer(data_cli.app, name="data")
 app.add_typer(models_cli.app, name="models")
+app.add_typer(offline_cli.app, name="offline")
 app.add_typer(bench_cli.app, name="bench")
 app.add_typer(nearline_cli.app, name="nearline")
 

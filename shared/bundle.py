@@ -14,6 +14,7 @@ live one. The layout, relative to the bundle folder::
     catalogue.parquet             one row per item: item_id, title, year, genres,
                                   n_interactions, popularity_rank, trending_score
     report.json, report.md        the evaluation report of the run that built the bundle
+    evaluation/holdout.parquet    (--holdout runs) the test file the bundle was scored on
 
 Paths are built here and nowhere else, so a reader and the writer cannot disagree.
 """
@@ -39,6 +40,7 @@ RANKER_DIR = "ranker"
 CATALOGUE = "catalogue.parquet"
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
+HOLDOUT = "evaluation/holdout.parquet"  # the test file of a --holdout run, to re-evaluate
 
 
 class BundleError(RecsysError):

@@ -9,7 +9,8 @@ Per-candidate features, for every candidate generator ``g`` (see :func:`feature_
 
 * ``g_z``: g's score of the item, standardised over the items g could recommend to the
   user (so different generators' scales are comparable, as in the offline blend);
-* ``g_logrank``: ``log1p`` of the item's 0-based rank in g's ranking for the user;
+* ``g_logrank``: ``log1p`` of the item's 0-based rank in g's top ``top_n`` list for the
+  user, ``top_n`` when the item is not in that list (what a reader of stored lists knows);
 * ``g_in_top``: 1 when that rank is inside the ``top_n`` the candidates were drawn from;
 
 then ``item_log_pop`` (``log1p`` of the item's interaction count) and
@@ -79,10 +80,20 @@ class FeatureSpec:
     std: tuple[float, ...]
     hidden: tuple[int, ...] = (64, 32)
     top_n: int = 50  # candidates per generator the ranker was trained on
+    # Fixed weights on the raw features added to the network's output: the score the
+    # model starts from (e.g. the offline blend, a weighted sum of the members' z-scores).
+    # The network's last layer starts at zero, so an untrained ranker ranks like the prior
+    # and training only moves away from it where the labels say so. Empty: no prior.
+    prior: tuple[float, ...] = ()
 
     @classmethod
     def fit(
-        cls, names: Sequence[str], features: FloatArray, hidden: Sequence[int], top_n: int
+        cls,
+        names: Sequence[str],
+        features: FloatArray,
+        hidden: Sequence[int],
+        top_n: int,
+        prior: Mapping[str, float] | None = None,
     ) -> Self:
         """Normalisation statistics from training features ``[n, f]``."""
         if features.ndim != 2 or features.shape[1] != len(names):
@@ -90,12 +101,17 @@ class FeatureSpec:
         mean = features.astype(np.float64).mean(axis=0)
         std = features.astype(np.float64).std(axis=0)
         std = np.where(std > 1e-8, std, 1.0)  # constant features stay as they are
+        unknown = set(prior or {}) - set(names)
+        if unknown:
+            raise ValueError(f"prior weights for unknown features: {sorted(unknown)}")
+        weights = tuple(float((prior or {}).get(n, 0.0)) for n in names) if prior else ()
         return cls(
             tuple(names),
             tuple(float(v) for v in mean),
             tuple(float(v) for v in std),
             tuple(int(h) for h in hidden),
             top_n,
+            weights,
         )
 
     def to_json(self) -> str:
@@ -110,6 +126,7 @@ class FeatureSpec:
             std=tuple(float(v) for v in raw["std"]),
             hidden=tuple(int(h) for h in raw["hidden"]),
             top_n=int(raw["top_n"]),
+            prior=tuple(float(v) for v in raw.get("prior", ())),
         )
 
 
@@ -119,6 +136,7 @@ class RankerNet(nn.Module):
 
     mean: torch.Tensor
     std: torch.Tensor
+    prior: torch.Tensor
 
     def __init__(self, spec: FeatureSpec) -> None:
         super().__init__()
@@ -129,13 +147,20 @@ class RankerNet(nn.Module):
         for size in spec.hidden:
             layers.extend([nn.Linear(width, size), nn.ReLU()])
             width = size
-        layers.append(nn.Linear(width, 1))
+        last = nn.Linear(width, 1)
+        layers.append(last)
         self.mlp = nn.Sequential(*layers)
+        prior = spec.prior or (0.0,) * len(spec.names)
+        self.register_buffer("prior", torch.tensor(prior, dtype=torch.float32))
+        if spec.prior:
+            # Start exactly at the prior; see FeatureSpec.prior.
+            nn.init.zeros_(last.weight)
+            nn.init.zeros_(last.bias)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """``[n, f]`` raw features -> ``[n]`` logits (higher = more likely relevant)."""
         x = (features - self.mean) / self.std
-        out: torch.Tensor = self.mlp(x).squeeze(-1)
+        out: torch.Tensor = self.mlp(x).squeeze(-1) + features @ self.prior
         return out
 
 

@@ -43,6 +43,7 @@ from offline.metrics import RankingMetrics, ranking_metrics
 from offline.ranker_training import (
     CandidateSet,
     TrainConfig,
+    blend_prior,
     build_candidates,
     candidate_labels,
     rank_candidates,
@@ -145,13 +146,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--loss", choices=["bce", "bpr"], default="bce")
     parser.add_argument("--negatives", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-prior", action="store_true", help="start from random weights")
     args = parser.parse_args(argv)
     import torch
 
     torch.set_num_threads(1)  # the machine is shared; the net is tiny anyway
     data = load(args.data or str(Settings().movielens_dir))
+    prior = () if args.no_prior else blend_prior(BLEND["weights"])
     config = TrainConfig(
-        epochs=args.epochs, loss=args.loss, negatives=args.negatives, seed=args.seed
+        epochs=args.epochs, loss=args.loss, negatives=args.negatives, seed=args.seed, prior=prior
     )
     print("\n".join(run(data, args.members, args.top_n, config)))
 

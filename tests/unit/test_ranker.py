@@ -82,12 +82,13 @@ def test_resolve_torch_device() -> None:
 def test_candidate_union_labels_and_pairs() -> None:
     train = sp.csr_matrix(np.array([[1, 0, 0, 0], [1, 1, 0, 0]], dtype=np.float32))
     pop = PopularityGenerator().fit(train)
-    items = candidate_union([pop], np.arange(2, dtype=np.int64), 3)
+    items, tops = candidate_union([pop], np.arange(2, dtype=np.int64), 3)
     # Only items with a training interaction can be candidates; seen ones never are.
     assert items.tolist() == [[1], [-1]]
+    assert tops[0].tolist() == [[1, -1, -1], [-1, -1, -1]]
     train2 = sp.csr_matrix(np.array([[1, 0, 1, 1], [1, 1, 1, 0]], dtype=np.float32))
     pop2 = PopularityGenerator().fit(train2)
-    items2 = candidate_union([pop2], np.arange(2, dtype=np.int64), 3)
+    items2, _ = candidate_union([pop2], np.arange(2, dtype=np.int64), 3)
     assert items2.tolist() == [[1], [3]]
     labels = np.array([[True, False, False], [False, False, False]])
     valid = np.array([[True, True, True], [True, True, False]])

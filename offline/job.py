@@ -1,0 +1,426 @@
+"""The offline job: pipeline -> generators -> ranker -> FAISS index -> bundle -> candidates.
+
+:func:`run_offline` is what ``recsys offline run`` calls. In order:
+
+1. ``pipeline``: the Spark steps (ingest, clean, split, features), content-addressed so an
+   unchanged step is read back, not recomputed (:mod:`offline.pipeline`).
+2. ``generators``: the candidate generators are fitted on the training part. EASE and
+   co-visitation need an items x items matrix, so they run only for catalogues up to
+   ``item_item_max_items``; ALS (implicit, or Spark MLlib when ``als_backend=spark``)
+   always runs; popularity is the cold-start list.
+3. ``ranker``: the torch ranker learns on candidates of generators fitted on the
+   training part minus a validation part, labelled by that validation part; it starts
+   from the z-score blend of the members (:func:`offline.ranker_training.blend_prior`).
+   The generators are then used as fitted on the whole training part.
+4. ``candidates``: per user, the union of every generator's top ``per_generator`` items,
+   scored by the ranker; the best ``candidates_per_user`` are kept. Users without any
+   training history get the popularity list.
+5. ``evaluate``: the final top-k of every test user against the test part (or the
+   ``holdout`` file), each generator alone and the blend beside it, beyond-accuracy
+   metrics and cold/warm/heavy slices (:mod:`offline.report`).
+6. ``index``: a FAISS index of the ALS item vectors, its recall against exact search
+   measured and recorded.
+7. ``publish``: candidates are written to the candidate store under the bundle's version
+   (not yet live), the bundle is published to the registry, then the candidates version
+   is activated and the bundle promoted. Anything failing before the switches leaves the
+   live bundle and the live candidates as they were.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+import scipy.sparse as sp
+
+from offline.generators.base import ScoringGenerator
+from offline.generators.matrix import IdIndex
+from offline.pipeline.clean import CleanParams
+from offline.pipeline.ingest import Source
+from offline.pipeline.split import SplitParams
+from offline.ranker_training import (
+    CandidateSet,
+    TrainConfig,
+    TrainReport,
+    blend_prior,
+    build_candidates,
+    candidate_labels,
+    train_ranker,
+)
+from shared.errors import DataError
+from shared.ranker import Ranker
+from shared.settings import Settings
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+IntArray = npt.NDArray[np.int32]
+StepCallback = Callable[[str, float, str], None]  # step name, seconds, one-line detail
+_SCORE_BATCH = 2048  # users ranked at once in the final pass (bounds memory)
+
+
+@dataclass(frozen=True)
+class ModelParams:
+    """Generator, blend and ranker parameters. Defaults: tuned on a validation split of
+    MovieLens 100K (``offline.experiments.ml100k_baselines``), never on its test part."""
+
+    ease_l2: float = 500.0
+    als_factors: int = 16
+    als_regularization: float = 0.001
+    als_alpha: float = 5.0
+    als_iterations: int = 15
+    covisit_neighbours: int = 400
+    covisit_asymmetry: float = 0.7
+    blend_weights: Mapping[str, float] = field(
+        default_factory=lambda: {"ease": 1.0, "als": 2.0, "covisit": 0.5}
+    )
+    item_item_max_items: int = 20_000  # EASE/co-visitation hold items x items in memory
+    per_generator: int = 50  # each generator's top-n pooled into the ranker's candidates
+    ranker_epochs: int = 10
+    ranker_negatives: int = 32
+    ranker_max_users: int = 50_000  # users the ranker trains on (sampled above this)
+    seed: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["blend_weights"] = dict(self.blend_weights)
+        return out
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """What to run on: the source and how to split and evaluate it."""
+
+    source: Source
+    label: str  # what the report calls the data (a dataset name or a path)
+    split: SplitParams = field(default_factory=SplitParams)
+    clean: CleanParams = field(default_factory=CleanParams)
+    items: pd.DataFrame | None = None  # item metadata: item_id, title, year, genres
+    holdout: pd.DataFrame | None = None  # canonical frame: evaluate on it, train on all
+    k: int = 10
+    candidates_per_user: int = 200
+    params: ModelParams = field(default_factory=ModelParams)
+    train_ranker: bool = True
+    promote: bool = True
+    recommendations_out: Path | None = None
+    trending_window_s: int = 7 * 86_400
+
+
+@dataclass
+class JobResult:
+    version: str
+    bundle: Path
+    promoted: bool
+    metrics: dict[str, float]
+    report: dict[str, Any]
+    seconds: dict[str, float]
+
+
+@dataclass
+class Fitted:
+    """Everything learned, in dense ids of ``index``."""
+
+    index: IdIndex
+    train: sp.csr_matrix
+    members: list[ScoringGenerator]
+    popularity: npt.NDArray[np.int64]  # distinct training users per item
+    ranker: Ranker | None
+    ranker_report: TrainReport | None
+    skipped: dict[str, str]  # generator -> why it did not run
+    weights: dict[str, float]  # blend weight per member (the ranker's prior)
+
+
+class Timer:
+    """Collects step durations and forwards them to the progress callback."""
+
+    def __init__(self, callback: StepCallback | None) -> None:
+        self.callback = callback
+        self.seconds: dict[str, float] = {}
+
+    def done(self, step: str, started: float, detail: str = "") -> None:
+        self.seconds[step] = time.perf_counter() - started
+        if self.callback is not None:
+            self.callback(step, self.seconds[step], detail)
+
+
+def run_offline(
+    settings: Settings,
+    spec: JobSpec,
+    progress: StepCallback | None = None,
+    spark: SparkSession | None = None,
+) -> JobResult:
+    """Run the whole offline job; see the module docstring for the steps.
+
+    Without ``spark`` the pipeline builds a session from settings and stops it after.
+    """
+    from offline.pipeline.run import run_pipeline
+    from offline.publish import publish
+
+    timer = Timer(progress)
+    started = time.perf_counter()
+    result = run_pipeline(
+        settings, spec.source, split=spec.split, clean=spec.clean, items=spec.items, spark=spark
+    )
+    cached = [name for name, hit in result.cached.items() if hit]
+    timer.done(
+        "pipeline",
+        started,
+        f"{result.rows['clean']['interactions']:,} clean rows"
+        + (f"; cached: {', '.join(cached)}" if cached else ""),
+    )
+    for name, seconds in result.seconds.items():
+        timer.seconds[f"pipeline.{name}"] = seconds
+    train = pd.read_parquet(result.path("split", "train"))
+    test = _test_part(result, spec)
+    fitted = fit_models(settings, train, spec, timer)
+
+    started = time.perf_counter()
+    users = np.arange(fitted.train.shape[0], dtype=np.int64)
+    lists = rank_users(fitted, users, spec.candidates_per_user)
+    timer.done(
+        "candidates", started, f"{len(users):,} users, up to {spec.candidates_per_user} each"
+    )
+
+    from offline.report import evaluation_report
+
+    started = time.perf_counter()
+    report = evaluation_report(fitted, lists, test, spec, result)
+    timer.done("evaluate", started, _headline(report))
+
+    return publish(
+        settings,
+        spec=spec,
+        fitted=fitted,
+        lists=lists,
+        report=report,
+        pipeline=result,
+        timer=timer,
+    )
+
+
+def _test_part(result: Any, spec: JobSpec) -> pd.DataFrame | None:
+    if spec.holdout is not None:
+        return spec.holdout
+    if spec.split.kind == "none":
+        return None
+    return pd.read_parquet(result.path("split", "test"))
+
+
+def _headline(report: Mapping[str, Any]) -> str:
+    metrics = report.get("metrics") or {}
+    if not metrics:
+        return "no test part (split none)"
+    return " ".join(
+        f"{name} {metrics[name]:.4f}" for name in ("ndcg@10", "map@10") if name in metrics
+    )
+
+
+def make_members(
+    settings: Settings, params: ModelParams, n_items: int
+) -> tuple[list[ScoringGenerator], dict[str, str]]:
+    """The blend members for a catalogue of ``n_items``, and why any were left out."""
+    from offline.generators.covisit import CovisitationGenerator
+    from offline.generators.ease import EaseGenerator
+
+    members: list[ScoringGenerator] = []
+    skipped: dict[str, str] = {}
+    weights = params.blend_weights
+    item_item = n_items <= params.item_item_max_items
+    for name in weights:
+        if name in ("ease", "covisit") and not item_item:
+            skipped[name] = (
+                f"{n_items:,} items > item_item_max_items {params.item_item_max_items:,}"
+            )
+            continue
+        if name == "ease":
+            members.append(EaseGenerator(l2=params.ease_l2))
+        elif name == "covisit":
+            members.append(
+                CovisitationGenerator(
+                    neighbours=params.covisit_neighbours, asymmetry=params.covisit_asymmetry
+                )
+            )
+        elif name == "als":
+            members.append(_als(settings, params))
+        else:
+            raise DataError(f"unknown generator {name!r} in blend weights (ease, als, covisit)")
+    if not any(m.name == "als" or m.item_embeddings() is not None for m in members):
+        members.append(_als(settings, params))  # the index and the session vectors need it
+    return members, skipped
+
+
+def _als(settings: Settings, params: ModelParams) -> ScoringGenerator:
+    kwargs: dict[str, Any] = {
+        "factors": params.als_factors,
+        "regularization": params.als_regularization,
+        "alpha": params.als_alpha,
+        "iterations": params.als_iterations,
+    }
+    if settings.als_backend == "spark":
+        from offline.generators.spark_als import make_als
+        from offline.spark import spark_session
+
+        return make_als("spark", spark_session(settings, "recsys-offline-als"), **kwargs)
+    from offline.generators.als import AlsGenerator
+
+    return AlsGenerator(**kwargs, device="auto")
+
+
+def fit_models(settings: Settings, train: pd.DataFrame, spec: JobSpec, timer: Timer) -> Fitted:
+    """Fit the generators on ``train`` and, unless disabled, the ranker (step 2 and 3)."""
+    from offline.split import validation_split
+
+    params = spec.params
+    index = IdIndex.from_frames(train)
+    matrix = index.matrix(train)
+    ranker: Ranker | None = None
+    report: TrainReport | None = None
+    if spec.train_ranker:
+        started = time.perf_counter()
+        fit_part, valid_part = validation_split(train)
+        if len(valid_part) == 0 or len(fit_part) == 0:
+            raise DataError(
+                f"{spec.label}: too little data to train the ranker "
+                f"({len(train)} training rows); run with --no-ranker"
+            )
+        fit_matrix, valid_matrix = index.matrix(fit_part), index.matrix(valid_part)
+        members, _ = make_members(settings, params, len(index.items))
+        for member in members:
+            member.fit(fit_matrix)
+        users = _ranker_users(fit_matrix, valid_matrix, params)
+        cands = build_candidates(members, fit_matrix, params.per_generator, users)
+        weights = {m.name: params.blend_weights.get(m.name, 1.0) for m in members}
+        config = TrainConfig(
+            epochs=params.ranker_epochs,
+            negatives=params.ranker_negatives,
+            seed=params.seed,
+            prior=blend_prior(weights),
+        )
+        ranker, report = train_ranker(cands, candidate_labels(cands, valid_matrix), config)
+        timer.done(
+            "ranker",
+            started,
+            f"{report.examples:,} examples, best epoch {report.best_epoch}/{report.epochs_run}",
+        )
+    started = time.perf_counter()
+    members, skipped = make_members(settings, params, len(index.items))
+    for member in members:
+        member.fit(matrix)
+    popularity = np.diff(matrix.tocsc().indptr).astype(np.int64)
+    timer.done("generators", started, ", ".join(m.name for m in members))
+    weights = {m.name: float(params.blend_weights.get(m.name, 1.0)) for m in members}
+    return Fitted(index, matrix, members, popularity, ranker, report, skipped, weights)
+
+
+def _ranker_users(
+    fit: sp.csr_matrix, valid: sp.csr_matrix, params: ModelParams
+) -> npt.NDArray[np.int64]:
+    """Users with both a history and validation items, sampled down to the cap."""
+    usable = np.nonzero((np.diff(fit.indptr) > 0) & (np.diff(valid.indptr) > 0))[0]
+    if len(usable) > params.ranker_max_users:
+        rng = np.random.default_rng(params.seed)
+        usable = np.sort(rng.choice(usable, params.ranker_max_users, replace=False))
+    return usable.astype(np.int64)
+
+
+@dataclass
+class RankedLists:
+    """Per user (rows of the training matrix): ranked items, scores and sources."""
+
+    items: IntArray  # [users, n], -1 padded
+    scores: npt.NDArray[np.float32]
+    sources: list[list[str]]  # per user, per kept item: "ease+als", "popularity", ...
+
+    def top(self, k: int) -> IntArray:
+        return self.items[:, :k]
+
+
+def rank_users(fitted: Fitted, users: npt.NDArray[np.int64], n: int) -> RankedLists:
+    """Step 4: each user's best ``n`` candidates, in batches of users."""
+    out_items = np.full((len(users), n), -1, dtype=np.int32)
+    out_scores = np.full((len(users), n), -np.inf, dtype=np.float32)
+    sources: list[list[str]] = [[] for _ in users]
+    history = np.diff(fitted.train.indptr)
+    popular = np.argsort(-fitted.popularity, kind="stable")[:n].astype(np.int32)
+    popular = popular[fitted.popularity[popular] > 0]
+    for start in range(0, len(users), _SCORE_BATCH):
+        batch = users[start : start + _SCORE_BATCH]
+        warm = batch[history[batch] > 0]
+        rows = {int(u): start + i for i, u in enumerate(batch)}
+        for user in batch[history[batch] == 0]:  # nothing known: the popular list
+            row = rows[int(user)]
+            out_items[row, : len(popular)] = popular
+            out_scores[row, : len(popular)] = -np.arange(len(popular), dtype=np.float32)
+            sources[row] = ["popularity"] * len(popular)
+        if len(warm) == 0:
+            continue
+        cands = build_candidates(fitted.members, fitted.train, fitted_n(fitted), warm)
+        scores = _score(fitted, cands)
+        order = np.argsort(-scores, axis=1, kind="stable")[:, :n]
+        top_items = np.take_along_axis(cands.items, order, axis=1)
+        top_scores = np.take_along_axis(scores, order, axis=1)
+        in_top = _membership(cands, order)
+        for i, user in enumerate(warm):
+            row = rows[int(user)]
+            valid = (top_items[i] >= 0) & np.isfinite(top_scores[i])
+            count = int(valid.sum())
+            out_items[row, :count] = top_items[i][valid]
+            out_scores[row, :count] = top_scores[i][valid]
+            sources[row] = [in_top[i][j] for j in np.nonzero(valid)[0]]
+    return RankedLists(out_items, out_scores, sources)
+
+
+def fitted_n(fitted: Fitted) -> int:
+    """Per-generator list length: what the ranker was trained on, else 50."""
+    return fitted.ranker.spec.top_n if fitted.ranker is not None else 50
+
+
+def _score(fitted: Fitted, cands: CandidateSet) -> npt.NDArray[np.float32]:
+    u, c, f = cands.features.shape
+    if fitted.ranker is not None:
+        flat = fitted.ranker.score(cands.features.reshape(u * c, f)).reshape(u, c)
+    else:  # no ranker: the blend of the members' z-scores
+        names = list(cands.names)
+        flat = np.zeros((u, c), dtype=np.float32)
+        for member in fitted.members:
+            column = names.index(f"{member.name}_z")
+            flat += np.float32(fitted.weights[member.name]) * cands.features[:, :, column]
+    return np.where(cands.valid, flat, -np.inf).astype(np.float32)
+
+
+def _membership(cands: CandidateSet, order: npt.NDArray[np.integer[Any]]) -> list[list[str]]:
+    """Which generators had each kept candidate in their own top list."""
+    names = list(cands.names)
+    members = [n[: -len("_in_top")] for n in names if n.endswith("_in_top")]
+    columns = [names.index(f"{m}_in_top") for m in members]
+    flags = cands.features[:, :, columns] > 0.5  # [u, c, members]
+    picked = np.take_along_axis(flags, order[:, :, None], axis=1)
+    return [
+        ["+".join(m for m, on in zip(members, cell, strict=True) if on) or "ranker" for cell in row]
+        for row in picked
+    ]
+
+
+def iter_user_lists(
+    index: IdIndex, lists: RankedLists, users: Sequence[int] | None = None
+) -> Iterator[tuple[str, list[str], list[float], list[str]]]:
+    """(user id, item ids, scores, sources) per user with at least one item."""
+    item_ids = index.items.to_numpy(dtype=object)
+    rows = range(lists.items.shape[0]) if users is None else users
+    for row in rows:
+        items = lists.items[row]
+        keep = items >= 0
+        if not keep.any():
+            continue
+        yield (
+            str(index.users[row]),
+            [str(i) for i in item_ids[items[keep]]],
+            [float(s) for s in lists.scores[row][keep]],
+            lists.sources[row],
+        )

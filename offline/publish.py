@@ -1,0 +1,249 @@
+"""The last steps of the offline job: FAISS index, bundle, candidates, switches.
+
+Order matters for what readers see (see :mod:`offline.job`): the candidates are written
+under the new version first (invisible), the bundle is published (listed, not live),
+then the candidate version is activated and the bundle promoted. A failure before the
+switches leaves what was live untouched; the half-written candidate version is dropped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+import orjson
+import pandas as pd
+
+from offline.index import ItemIndex, build_index, measure_recall
+from shared import bundle as layout
+from shared.bundle import Embeddings, write_embeddings
+from shared.registry import BundleBuilder, ModelRegistry
+from shared.settings import Settings
+from shared.storage.candidates import Candidates
+from shared.storage.factory import open_candidates
+
+if TYPE_CHECKING:
+    from offline.job import Fitted, JobResult, JobSpec, RankedLists, Timer
+    from offline.pipeline.run import PipelineResult
+
+_RECALL_QUERIES = 1000
+_RECALL_K = 10
+
+
+def publish(
+    settings: Settings,
+    *,
+    spec: JobSpec,
+    fitted: Fitted,
+    lists: RankedLists,
+    report: dict[str, Any],
+    pipeline: PipelineResult,
+    timer: Timer,
+) -> JobResult:
+    from offline.job import JobResult, iter_user_lists
+    from offline.report import recommendations_frame, write_recommendations
+
+    index, items, users = _index(fitted, spec, report, timer)
+    started = time.perf_counter()
+    registry = ModelRegistry(settings.registry_url)
+    live = registry.live()
+    store = open_candidates(settings.candidates_url)
+    store.init_schema()
+    params = {
+        "source": spec.label,
+        "split": report["data"]["split"],
+        "clean": _jsonable(spec.clean),
+        "k": spec.k,
+        "candidates_per_user": spec.candidates_per_user,
+        "models": spec.params.as_dict(),
+        "als_backend": settings.als_backend,
+        "ranker": fitted.ranker is not None,
+        "pipeline_keys": {name: out.key for name, out in pipeline.steps.items()},
+    }
+    version = None
+    try:
+        with registry.create(
+            parent=live.version if live else None,
+            data_fingerprint=pipeline.steps["split"].key,
+            params=params,
+        ) as builder:
+            version = builder.version
+            _write_bundle(
+                builder,
+                fitted=fitted,
+                spec=spec,
+                pipeline=pipeline,
+                report=report,
+                vectors=(items, users),
+                index=index,
+            )
+            rows = (
+                Candidates(user, items_, scores, sources)
+                for user, items_, scores, sources in iter_user_lists(fitted.index, lists)
+            )
+            written = store.write(version, rows)
+        timer.done("bundle", started, f"{version}: {written:,} candidate lists written")
+        promoted = False
+        if spec.promote:
+            started = time.perf_counter()
+            store.activate(version)
+            registry.promote(version)
+            promoted = True
+            timer.done("promote", started, f"{version} is live")
+    except BaseException:
+        if version is not None and not _is_live(store, version):
+            with contextlib.suppress(Exception):  # the original error matters more
+                store.drop(version)
+        raise
+    finally:
+        store.close()
+    if spec.recommendations_out is not None:
+        test = (
+            spec.holdout
+            if spec.holdout is not None
+            else (
+                pd.read_parquet(pipeline.path("split", "test"))
+                if "test" in pipeline.rows["split"]
+                else None
+            )
+        )
+        if test is not None:
+            frame = recommendations_frame(fitted, lists, test, spec.k)
+            write_recommendations(frame, spec.recommendations_out)
+    assert version is not None
+    return JobResult(
+        version=version,
+        bundle=registry.path(version),
+        promoted=promoted,
+        metrics=dict(report.get("metrics", {})),
+        report=report,
+        seconds=dict(timer.seconds),
+    )
+
+
+def _index(
+    fitted: Fitted, spec: JobSpec, report: dict[str, Any], timer: Timer
+) -> tuple[ItemIndex, npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+    """FAISS index of the ALS item vectors; its recall against exact search goes in the
+    report (queried with a sample of the users' vectors, as serving would)."""
+    started = time.perf_counter()
+    als = next((m for m in fitted.members if m.item_embeddings() is not None), None)
+    if als is None:
+        raise RuntimeError("no generator with item embeddings was fitted")
+    items = np.asarray(als.item_embeddings(), dtype=np.float32)
+    users = np.asarray(als.user_embeddings(), dtype=np.float32)
+    index = build_index(items)
+    rng = np.random.default_rng(spec.params.seed)
+    queries = users[rng.choice(len(users), min(_RECALL_QUERIES, len(users)), replace=False)]
+    recall = measure_recall(index, items, queries, _RECALL_K)
+    report["index"] = {
+        "kind": index.kind,
+        "params": index.params,
+        "items": index.size,
+        "dim": index.dim,
+        "k": _RECALL_K,
+        "recall": recall[f"recall@{_RECALL_K}"],
+        "queries": int(recall["queries"]),
+    }
+    timer.done(
+        "index", started, f"{index.kind}, recall@{_RECALL_K} {report['index']['recall']:.4f}"
+    )
+    return index, items, users
+
+
+def _write_bundle(
+    builder: BundleBuilder,
+    *,
+    fitted: Fitted,
+    spec: JobSpec,
+    pipeline: PipelineResult,
+    report: dict[str, Any],
+    vectors: tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]],
+    index: ItemIndex,
+) -> None:
+    """Every artefact of the bundle layout (:mod:`shared.bundle`) into the staging folder."""
+    from offline.report import render_markdown
+
+    items, users = vectors
+
+    folder, version = builder.path, builder.version
+    ids = [str(i) for i in fitted.index.items]
+    write_embeddings(folder, layout.ITEM_IDS, layout.ITEM_VECTORS, Embeddings(ids, items))
+    user_ids = [str(u) for u in fitted.index.users]
+    write_embeddings(folder, layout.USER_IDS, layout.USER_VECTORS, Embeddings(user_ids, users))
+    index.save(folder / layout.INDEX_DIR)
+    if fitted.ranker is not None:
+        fitted.ranker.save(folder / layout.RANKER_DIR)
+    catalogue(fitted, spec, pipeline).to_parquet(folder / layout.CATALOGUE, index=False)
+    builder.metrics = {k: float(v) for k, v in report.get("metrics", {}).items()}
+    (folder / layout.REPORT_JSON).write_bytes(
+        orjson.dumps(report, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY)
+    )
+    (folder / layout.REPORT_MD).write_text(render_markdown(report, version), "utf-8")
+    if spec.holdout is not None:
+        (folder / layout.HOLDOUT).parent.mkdir(parents=True, exist_ok=True)
+        spec.holdout.to_parquet(folder / layout.HOLDOUT, index=False)
+
+
+def _is_live(store: Any, version: str) -> bool:
+    try:
+        return bool(store.live_version() == version)
+    except Exception:
+        return False
+
+
+def _jsonable(value: Any) -> Any:
+    from dataclasses import asdict
+
+    return asdict(value)
+
+
+def catalogue(fitted: Fitted, spec: JobSpec, pipeline: PipelineResult) -> pd.DataFrame:
+    """One row per training item: metadata when known, popularity and trending scores.
+
+    ``trending_score`` counts the item's interactions in the last ``trending_window_s``
+    seconds of the training data (its newest timestamp is "now": rerunning on the same
+    data gives the same scores), so "trending now" follows the data, not the wall clock.
+    """
+    train = pd.read_parquet(pipeline.path("split", "train"), columns=["item_id", "timestamp"])
+    now = int(train["timestamp"].max())
+    recent = train[train["timestamp"] >= now - spec.trending_window_s]
+    trending = recent.groupby("item_id").size()
+    ids = pd.Series([str(i) for i in fitted.index.items], name="item_id")
+    frame = pd.DataFrame(
+        {
+            "item_id": ids,
+            "n_interactions": fitted.popularity,
+            "trending_score": trending.reindex(ids).fillna(0).to_numpy(dtype=np.float64),
+        }
+    )
+    frame["popularity_rank"] = (
+        frame["n_interactions"].rank(method="min", ascending=False).astype(np.int64)
+    )
+    if spec.items is not None:
+        meta = spec.items.copy()
+        meta["item_id"] = meta["item_id"].astype(str)
+        keep = [c for c in ("item_id", "title", "year", "genres") if c in meta.columns]
+        frame = frame.merge(meta[keep], on="item_id", how="left")
+    for column in ("title", "year", "genres"):
+        if column not in frame.columns:
+            frame[column] = None
+    frame["title"] = frame["title"].fillna(frame["item_id"])
+    frame["genres"] = pd.Series(
+        [[str(x) for x in g] if isinstance(g, list | np.ndarray) else [] for g in frame["genres"]],
+        dtype=object,
+    )
+    return frame[
+        [
+            "item_id",
+            "title",
+            "year",
+            "genres",
+            "n_interactions",
+            "popularity_rank",
+            "trending_score",
+        ]
+    ]

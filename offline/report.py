@@ -1,0 +1,327 @@
+"""The evaluation report of an offline run: JSON for machines, Markdown for people.
+
+Protocol (the Microsoft Recommenders one when the split is ``benchmark``): every test row
+is relevant; a user's training items are never recommended, so test rows the user already
+had in training are removed from the truth (and counted); test items never seen in
+training stay relevant but cannot be recommended (counted too: they lower recall, as they
+should). Test users without any training history get the popularity list, as the online
+tier would serve them, and are reported as the ``new`` slice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+import scipy.sparse as sp
+
+from offline.metrics import (
+    RankingMetrics,
+    catalogue_coverage,
+    novelty,
+    popularity_bias,
+    ranking_metrics,
+    slice_metrics,
+)
+from shared.errors import DataError
+
+if TYPE_CHECKING:
+    from offline.job import Fitted, JobSpec, RankedLists
+    from offline.pipeline.run import PipelineResult
+
+IntArray = npt.NDArray[np.int32]
+
+
+class Evaluation:
+    """The test part mapped onto the training ids, and the final lists of its users."""
+
+    def __init__(self, fitted: Fitted, lists: RankedLists, test: pd.DataFrame, k: int) -> None:
+        index = fitted.index
+        n_users, n_items = index.shape
+        self.k = k
+        test_users = pd.Index(test["user_id"].astype(str))
+        test_items = pd.Index(test["item_id"].astype(str))
+        user_rows = index.users.get_indexer(test_users)
+        item_cols = index.items.get_indexer(test_items)
+        self.new_users = sorted(set(test["user_id"].astype(str)[user_rows < 0]))
+        unknown_items = pd.Index(pd.unique(test["item_id"].astype(str)[item_cols < 0]))
+        # Unknown users and items get rows/columns past the training ones.
+        user_rows = np.where(
+            user_rows < 0,
+            n_users + pd.Index(self.new_users).get_indexer(test_users),
+            user_rows,
+        )
+        item_cols = np.where(
+            item_cols < 0,
+            n_items + unknown_items.get_indexer(test_items),
+            item_cols,
+        )
+        shape = (n_users + len(self.new_users), n_items + len(unknown_items))
+        truth = sp.csr_matrix(
+            (np.ones(len(test), dtype=np.float32), (user_rows, item_cols)), shape=shape
+        )
+        truth.sum_duplicates()
+        truth.data[:] = 1.0
+        train = sp.csr_matrix(fitted.train, copy=True)
+        train.resize(shape)
+        train.data[:] = 1.0
+        already = truth.multiply(train)
+        self.counts = {
+            "test_rows": len(test),
+            "test_users": len(pd.unique(test["user_id"])),
+            "new_users": len(self.new_users),
+            "unknown_items": len(unknown_items),
+            "rows_of_unknown_items": int((item_cols >= n_items).sum()),
+            "pairs_seen_in_training": int(already.nnz),
+        }
+        truth = (truth - already).tocsr()
+        truth.eliminate_zeros()
+        self.users = np.nonzero(np.diff(truth.indptr) > 0)[0]
+        self.truth = truth[self.users]
+        self.history = np.zeros(len(self.users), dtype=np.int64)
+        known = self.users < n_users
+        self.history[known] = np.diff(fitted.train.indptr)[self.users[known]]
+        self.recommended = self._recommended(fitted, lists)
+        self.n_train_users = n_users
+        self.n_items = n_items
+
+    def _recommended(self, fitted: Fitted, lists: RankedLists) -> IntArray:
+        popular = np.argsort(-fitted.popularity, kind="stable")[: self.k].astype(np.int32)
+        out = np.full((len(self.users), self.k), -1, dtype=np.int32)
+        n_users = fitted.train.shape[0]
+        known = self.users < n_users
+        width = min(self.k, lists.items.shape[1])
+        out[known, :width] = lists.items[self.users[known], :width]
+        out[~known, : len(popular)] = popular
+        return out
+
+    def lists_of(self, member_items: IntArray) -> IntArray:
+        """A generator's ``[train users, k]`` lists, restricted to the evaluated users."""
+        out = np.full((len(self.users), self.k), -1, dtype=np.int32)
+        known = self.users < self.n_train_users
+        out[known] = member_items[self.users[known], : self.k]
+        return out
+
+
+def metrics_of(
+    recommended: IntArray,
+    evaluation: Evaluation,
+    popularity: npt.NDArray[np.int64],
+    n_train_users: int,
+) -> dict[str, float]:
+    """Accuracy and beyond-accuracy metrics of one set of lists, keys like ``ndcg@10``."""
+    k = evaluation.k
+    m = ranking_metrics(recommended, evaluation.truth, k)
+    return {
+        **_named(m, k),
+        f"coverage@{k}": catalogue_coverage(recommended, len(popularity)),
+        f"novelty@{k}": novelty(recommended, popularity, n_train_users),
+        f"popularity_bias@{k}": popularity_bias(recommended, popularity),
+    }
+
+
+def _named(m: RankingMetrics, k: int) -> dict[str, float]:
+    return {
+        f"map@{k}": m.map,
+        f"ndcg@{k}": m.ndcg,
+        f"precision@{k}": m.precision,
+        f"recall@{k}": m.recall,
+        "users": float(m.users),
+    }
+
+
+def evaluation_report(
+    fitted: Fitted,
+    lists: RankedLists,
+    test: pd.DataFrame | None,
+    spec: JobSpec,
+    pipeline: PipelineResult,
+) -> dict[str, Any]:
+    """Everything the run learned about itself, JSON-able."""
+    report: dict[str, Any] = {
+        "data": {
+            "source": spec.label,
+            "split": spec.split.relevant() if spec.holdout is None else {"kind": "holdout"},
+            "rows": pipeline.rows,
+            "drops": pipeline.drops,
+            "train_users": int(fitted.train.shape[0]),
+            "train_items": int(fitted.train.shape[1]),
+            "train_rows": int(fitted.train.nnz),
+        },
+        "generators": {m.name: "fitted" for m in fitted.members} | fitted.skipped,
+        "metrics": {},
+    }
+    if fitted.ranker_report is not None:
+        r = fitted.ranker_report
+        report["ranker"] = {
+            "examples": r.examples,
+            "positives": r.positives,
+            "best_epoch": r.best_epoch,
+            "epochs_run": r.epochs_run,
+            "stop_ndcg": r.best_stop_ndcg,
+            "seconds": r.seconds,
+            "note": "epoch 0 is the blend prior alone" if r.best_epoch == 0 else "",
+        }
+    if test is None:
+        return report
+    evaluation = Evaluation(fitted, lists, test, spec.k)
+    if len(evaluation.users) == 0:
+        raise DataError(
+            f"{spec.label}: no test user has a test item outside their training history; "
+            "nothing to evaluate"
+        )
+    n_users = fitted.train.shape[0]
+    report["data"]["test"] = evaluation.counts
+    final = metrics_of(evaluation.recommended, evaluation, fitted.popularity, n_users)
+    report["metrics"] = final
+    slices = slice_metrics(evaluation.recommended, evaluation.truth, evaluation.history, spec.k)
+    report["slices"] = {name: _named(m, spec.k) for name, m in slices.items() if name != "all"}
+    new = evaluation.users >= n_users
+    if new.any():
+        m = ranking_metrics(evaluation.recommended[new], evaluation.truth[new], spec.k)
+        report["slices"]["new"] = _named(m, spec.k)
+    report["baselines"] = _baselines(fitted, evaluation)
+    return report
+
+
+def _baselines(fitted: Fitted, evaluation: Evaluation) -> dict[str, dict[str, float]]:
+    """Each generator alone, their blend, and popularity, on the same users."""
+    from offline.generators.blend import BlendGenerator
+    from offline.generators.popularity import PopularityGenerator
+
+    k = evaluation.k
+    known = evaluation.users[evaluation.users < evaluation.n_train_users].astype(np.int64)
+    out: dict[str, dict[str, float]] = {}
+    models: list[Any] = [*fitted.members]
+    if len(fitted.members) > 1:
+        weights = [fitted.weights[m.name] for m in fitted.members]
+        models.append(BlendGenerator(fitted.members, weights).use_fitted(fitted.train))
+    models.append(PopularityGenerator().fit(fitted.train))
+    for model in models:
+        items = np.full((evaluation.n_train_users, k), -1, dtype=np.int32)
+        items[known] = model.recommend(known, k, exclude_seen=True)[0]
+        recommended = evaluation.lists_of(items)
+        new = evaluation.users >= evaluation.n_train_users
+        recommended[new] = evaluation.recommended[new]  # same cold-start list for all
+        out[model.name] = metrics_of(
+            recommended, evaluation, fitted.popularity, fitted.train.shape[0]
+        )
+    return out
+
+
+def recommendations_frame(
+    fitted: Fitted, lists: RankedLists, test: pd.DataFrame, k: int
+) -> pd.DataFrame:
+    """The final top-k of every evaluated user: user_id, item_id, rank (1-based), score."""
+    evaluation = Evaluation(fitted, lists, test, k)
+    n_users = fitted.train.shape[0]
+    user_ids = [
+        str(fitted.index.users[int(u)]) if u < n_users else evaluation.new_users[u - n_users]
+        for u in evaluation.users
+    ]
+    item_ids = fitted.index.items.to_numpy(dtype=object)
+    rows: list[tuple[str, str, int, float]] = []
+    for i, user in enumerate(user_ids):
+        row = evaluation.users[i]
+        for rank, item in enumerate(evaluation.recommended[i], start=1):
+            if item < 0:
+                break
+            score = float(lists.scores[row, rank - 1]) if row < n_users else float(-rank + 1)
+            rows.append((user, str(item_ids[item]), rank, score))
+    return pd.DataFrame(rows, columns=["user_id", "item_id", "rank", "score"])
+
+
+def write_recommendations(frame: pd.DataFrame, path: Path) -> Path:
+    """CSV, or Parquet when the name ends in .parquet."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() in (".parquet", ".pq"):
+        frame.to_parquet(path, index=False)
+    else:
+        frame.to_csv(path, index=False)
+    return path
+
+
+def render_markdown(report: Mapping[str, Any], version: str) -> str:
+    """The report for people: data, headline metrics, slices, baselines, generators."""
+    data = report["data"]
+    lines = [
+        f"# Offline run {version}",
+        "",
+        f"Source: `{data['source']}`, split {data['split']}.",
+        "",
+    ]
+    lines.append("| step | " + " | ".join(data["rows"]) + " |")
+    lines.append("| --- |" + " --- |" * len(data["rows"]))
+    lines.append(
+        "| rows | "
+        + " | ".join(
+            ", ".join(f"{t} {n:,}" for t, n in tables.items()) for tables in data["rows"].values()
+        )
+        + " |"
+    )
+    drops = {k: v for k, v in data["drops"].items() if v}
+    lines += [
+        "",
+        "Dropped by clean: "
+        + (", ".join(f"{k} {v:,}" for k, v in drops.items()) or "nothing")
+        + ".",
+    ]
+    lines.append(
+        f"Training: {data['train_users']:,} users, {data['train_items']:,} items, "
+        f"{data['train_rows']:,} interactions."
+    )
+    if "test" in data:
+        t = data["test"]
+        lines.append(
+            f"Test: {t['test_rows']:,} rows of {t['test_users']:,} users; {t['new_users']:,} users "
+            f"without training history; {t['unknown_items']:,} items unseen in training "
+            f"({t['rows_of_unknown_items']:,} rows); {t['pairs_seen_in_training']:,} pairs already "
+            "in training removed."
+        )
+    generators = report["generators"]
+    lines += ["", "Generators: " + ", ".join(f"{k} ({v})" for k, v in generators.items()) + "."]
+    if "ranker" in report:
+        r = report["ranker"]
+        lines.append(
+            f"Ranker: {r['examples']:,} training candidates, {r['positives']:,} positives, best "
+            f"epoch {r['best_epoch']}/{r['epochs_run']} (stopping users nDCG {r['stop_ndcg']:.4f})"
+            + (f"; {r['note']}" if r["note"] else "")
+            + "."
+        )
+    metrics = report.get("metrics") or {}
+    if not metrics:
+        lines += ["", "No evaluation: the run trained on everything (split none)."]
+        return "\n".join(lines) + "\n"
+    keys = [k for k in metrics if k != "users"]
+    lines += ["", "## Final lists", "", "| | " + " | ".join(keys) + " | users |"]
+    lines.append("| --- |" + " --- |" * (len(keys) + 1))
+    lines.append(_row("final (ranked)", metrics, keys))
+    for name, values in report.get("baselines", {}).items():
+        lines.append(_row(name, values, keys))
+    slice_keys = [k for k in keys if not k.startswith(("coverage", "novelty", "popularity"))]
+    lines += [
+        "",
+        "## User slices (final lists)",
+        "",
+        "| slice | " + " | ".join(slice_keys) + " | users |",
+    ]
+    lines.append("| --- |" + " --- |" * (len(slice_keys) + 1))
+    for name, values in report.get("slices", {}).items():
+        lines.append(_row(name, values, slice_keys))
+    if "index" in report:
+        ix = report["index"]
+        lines += [
+            "",
+            f"FAISS index: {ix['kind']}, {ix['items']:,} items, dim {ix['dim']}, "
+            f"recall@{ix['k']} against exact search {ix['recall']:.4f}.",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def _row(name: str, values: Mapping[str, float], keys: list[str]) -> str:
+    cells = " | ".join(f"{values.get(k, float('nan')):.4f}" for k in keys)
+    return f"| {name} | {cells} | {int(values.get('users', 0)):,} |"
