@@ -97,7 +97,6 @@ def _resolves(argv: list[str]) -> bool:
 
 
 PENDING = {
-    "offline": "the offline tier's `recsys offline run` lands with issue 3",
     "api": "the online tier's `recsys online serve` lands with issue 5",
 }
 
