@@ -29,7 +29,7 @@ from shared.registry import ModelRegistry
 from shared.settings import Settings
 from shared.storage.factory import open_candidates
 
-pytestmark = pytest.mark.spark
+pytestmark = [pytest.mark.spark, pytest.mark.timeout(900)]
 RECSYS = str(Path(sys.executable).with_name("recsys"))
 SMALL = ModelParams(als_factors=8, als_iterations=5, ranker_epochs=2, per_generator=20)
 
