@@ -15,7 +15,8 @@ import base64
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import orjson
@@ -50,6 +51,7 @@ class WorkerConfig:
     commit_records: int = 2000
     half_life_s: float = 1800.0  # of the session vector's time decay
     max_backoff_s: float = 5.0
+    history_in_flight: int = 16  # batches written to the history while the next ones proceed
 
 
 @dataclass
@@ -161,12 +163,15 @@ class Worker:
         self._consumer: LogConsumer | None = None
         self._uncommitted = 0
         self._since_commit = time.monotonic()
+        self._stop = threading.Event()
+        self._history_pool: ThreadPoolExecutor | None = None
+        self._history_pending: list[tuple[Future[None], list[Event]]] = []
 
     def run(
         self, stop: threading.Event | None = None, max_records: int | None = None
     ) -> WorkerStats:
         """Consume until ``stop`` is set (or ``max_records`` were read); then checkpoint."""
-        stop = stop or threading.Event()
+        stop = self._stop = stop or threading.Event()
         self._log.create_topic(self.dead_letter_topic)
         consumer = self._log.consumer(self.config.group_id, self.topic, on_revoke=self.checkpoint)
         self._consumer = consumer
@@ -184,6 +189,10 @@ class Worker:
         finally:
             consumer.close()
             self._consumer = None
+            if self._history_pool is not None:
+                self._history_pool.shutdown(wait=True)
+                self._history_pool = None
+            self._history_pending.clear()
         return self.stats
 
     def _checkpoint_due(self) -> bool:
@@ -195,8 +204,12 @@ class Worker:
         )
 
     def checkpoint(self) -> None:
-        """Write the lake files, then commit the offsets of everything applied so far."""
+        """Finish the history writes, write the lake files, then commit the offsets."""
         if self._consumer is None or not self._uncommitted:
+            return
+        if not self._settle_history(0):
+            self._lake.discard()  # stopped with a store down: nothing is committed
+            self._uncommitted = 0
             return
         started = time.perf_counter()
         self.metrics.lake_files.inc(len(self._lake.flush()))
@@ -227,11 +240,11 @@ class Worker:
                 applied += self._apply(parsed)
                 break
             except Exception as err:  # a store that did not take the batch: retry it whole
-                self.metrics.write_retries.labels(type(err).__name__).inc()
-                log.warning("batch not applied, retrying in %.1f s: %s", backoff, err)
-                if stop.wait(backoff):
+                if not self._backoff(err, backoff, stop):
                     return False
                 backoff = min(backoff * 2, self.config.max_backoff_s)
+        if not self._settle_history(self.config.history_in_flight):
+            return False
         for record, event in parsed.good:
             self._lake.add(record.partition, record.offset, event)
         self._uncommitted += len(records)
@@ -240,7 +253,7 @@ class Worker:
         return True
 
     def _apply(self, parsed: _Parsed) -> int:
-        """Dead letters, state, history; returns how many events were new to the state."""
+        """Dead letters, state, history (started); returns how many events were new to the state."""
         t0 = time.perf_counter()
         if parsed.dead:
             self._log.append(
@@ -256,10 +269,40 @@ class Worker:
         now_ms = time.time() * 1000
         for record, _ in parsed.good:
             self.metrics.freshness_seconds.observe(max(0.0, now_ms - record.timestamp_ms) / 1000)
-        self._history.append(events)
         self.stats.seconds["state"] += t1 - t0
-        self.stats.seconds["history"] += time.perf_counter() - t1
+        if self._history_pool is None:
+            self._history_pool = ThreadPoolExecutor(1, thread_name_prefix="nearline-history")
+        future = self._history_pool.submit(self._timed, "history", self._history.append, events)
+        self._history_pending.append((future, events))
         return applied
+
+    def _timed(self, stage: str, write: Callable[[list[Event]], None], events: list[Event]) -> None:
+        started = time.perf_counter()
+        write(events)
+        self.stats.seconds[stage] += time.perf_counter() - started
+
+    def _settle_history(self, keep: int) -> bool:
+        """Wait until at most ``keep`` history writes are in flight, redoing failed ones."""
+        while len(self._history_pending) > keep:
+            future, events = self._history_pending.pop(0)
+            error = future.exception()
+            backoff = 0.1
+            while error is not None:
+                if not self._backoff(error, backoff, self._stop):
+                    return False
+                backoff = min(backoff * 2, self.config.max_backoff_s)
+                try:
+                    self._history.append(events)  # idempotent on event id
+                    error = None
+                except Exception as err:
+                    error = err
+        return True
+
+    def _backoff(self, err: BaseException, seconds: float, stop: threading.Event) -> bool:
+        """Count and log a failed write, wait; False if asked to stop meanwhile."""
+        self.metrics.write_retries.labels(type(err).__name__).inc()
+        log.warning("a store did not take the batch, retrying in %.1f s: %s", seconds, err)
+        return not stop.wait(seconds)
 
     def _count(self, records: list[LogRecord], parsed: _Parsed, applied: int) -> None:
         duplicates = len(parsed.good) - applied

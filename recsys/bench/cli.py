@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import typer
 
+from recsys.bench import nearline
+
 app = typer.Typer(
     help="Benchmarks: wall time, throughput, latency and memory on this machine.",
     no_args_is_help=True,
 )
+app.command("nearline")(nearline.command)
