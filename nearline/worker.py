@@ -59,8 +59,8 @@ class WorkerStats:
     """What one run did, with the time spent per stage (the benchmark reads these)."""
 
     records: int = 0
-    applied: int = 0
-    duplicates: int = 0
+    applied: int = 0  # events new to the state
+    duplicates: int = 0  # ids the state had already: replays, or retries after a lost reply
     dead_letters: int = 0
     batches: int = 0
     commits: int = 0
@@ -74,6 +74,7 @@ class WorkerStats:
 class _Parsed:
     good: list[tuple[LogRecord, Event]]
     dead: list[tuple[LogRecord, str]]
+    dead_sent: bool = False  # a retried batch does not send its dead letters twice
 
 
 def parse(records: Sequence[LogRecord]) -> _Parsed:
@@ -255,11 +256,12 @@ class Worker:
     def _apply(self, parsed: _Parsed) -> int:
         """Dead letters, state, history (started); returns how many events were new to the state."""
         t0 = time.perf_counter()
-        if parsed.dead:
+        if parsed.dead and not parsed.dead_sent:
             self._log.append(
                 [(r.key, dead_letter(r, error)) for r, error in parsed.dead],
                 topic=self.dead_letter_topic,
             )
+            parsed.dead_sent = True
         events = [event for _, event in parsed.good]
         if not events:
             return 0

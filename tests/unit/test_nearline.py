@@ -290,3 +290,55 @@ def test_api_rejects_bad_bodies_with_a_message(stores: Stores, body: bytes, mess
         )
     assert response.status_code == 422
     assert message in response.json()["detail"]
+
+
+class _TimesOutAfterWriting:
+    """Applies the batch, then fails, as a store whose reply was lost would (first call only)."""
+
+    def __init__(self, inner: UserStateStore) -> None:
+        self.inner, self.calls = inner, 0
+        self.dedupe_window = inner.dedupe_window
+
+    def apply_events(self, events: list[object], half_life_s: float) -> int:
+        self.calls += 1
+        applied = self.inner.apply_events(events, half_life_s)  # type: ignore[arg-type]
+        if self.calls == 1:
+            raise TimeoutError("reply lost")
+        return applied
+
+
+class _FailsTwice:
+    def __init__(self, inner: EventHistoryStore) -> None:
+        self.inner, self.calls = inner, 0
+
+    def append(self, events: list[Event]) -> None:
+        self.calls += 1
+        if self.calls <= 2:
+            raise ConnectionError("history down")
+        self.inner.append(events)
+
+
+def test_failed_writes_are_retried_and_still_count_once(stores: Stores) -> None:
+    events = make_events(users=4, per_user=5)
+    produce(stores.log, events[:10])
+    stores.log.append([("u1", b"{bad")])
+    produce(stores.log, events[10:])
+    state, history = _TimesOutAfterWriting(stores.state), _FailsTwice(stores.history)
+    worker = Worker(
+        stores.log,
+        state,  # type: ignore[arg-type]
+        history,  # type: ignore[arg-type]
+        LakeWriter(stores.lake, stores.log.topic),
+        config=WorkerConfig(group_id="g", max_backoff_s=0.05),
+    )
+    stats = worker.run(max_records=21)
+    # The lost reply hid that the first attempt applied them: the retry counts them as
+    # duplicates. What matters is the state: each event counted once.
+    assert (stats.applied + stats.duplicates, stats.dead_letters) == (20, 1)
+    assert state.calls >= 2 and history.calls >= 3
+    states = stores.state.get_many([f"u{u}" for u in range(4)])
+    assert {u: s.counters for u, s in states.items()} == expected_counters(events)
+    assert len(stores.history.for_user("u2", limit=100)) == 5
+    consumer = stores.log.consumer("dlq", topic=worker.dead_letter_topic)
+    assert len(consumer.poll(100, 0.5)) == 1  # sent once although its batch was retried
+    consumer.close()
