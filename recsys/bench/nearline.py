@@ -216,8 +216,14 @@ class _Run:
         }
 
     def fresh_candidates(self, poll_records: int) -> dict[str, Any]:
+        import faiss
+
         from nearline.fresh import FreshCandidates
         from offline.index import build_index
+
+        # One query of ~10 vectors: OpenMP threads only spin against each other (4x slower
+        # on a busy 2-core machine); the request path should search single-threaded.
+        faiss.omp_set_num_threads(1)
 
         state = self._state()
         try:
@@ -244,6 +250,7 @@ class _Run:
         return {
             "states": len(states),
             "index": index.kind,
+            "faiss_threads": 1,
             "online_ms_p50": round(_pct(online, 50), 3),
             "online_ms_p99": round(_pct(online, 99), 3),
             "precompute_ms_per_batch": round(per_batch_ms, 1),
