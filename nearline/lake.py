@@ -2,12 +2,14 @@
 
 Layout, under ``settings.lake_dir``::
 
-    2026-11-29/events-p003-00000000000000012345.parquet
+    2026-11-29_events-p003-00000000000000012345.parquet
 
-one folder per UTC date of the events (no ``date=`` prefix: Spark would read that as a
-partition column, which ``offline.pipeline.ingest`` rejects), and one file per log
-partition and date of each checkpoint, named by the log partition and the *smallest log
-offset of the rows in it*. Columns: ``user_id``, ``item_id``, ``timestamp`` (epoch seconds,
+one file per UTC date of the events, log partition and checkpoint, named by the date, the
+topic, the log partition and the *smallest log offset of the rows in it*. The folder is flat
+because ``offline.pipeline.ingest`` reads the lake with ``spark.read.parquet(lake)``: Spark
+does not descend into plain sub-folders, and Hive-style ``date=...`` folders would add a
+``date`` column that the reader rejects (allowing it there is the way to real partitions).
+A date's files are ``<date>_*.parquet``. Columns: ``user_id``, ``item_id``, ``timestamp`` (epoch seconds,
 float), ``value`` (null for implicit events: the ingest step counts them as 1.0),
 ``event_id``, ``type``, ``context`` (JSON text) and ``schema_version``.
 
@@ -82,7 +84,7 @@ class LakeWriter:
         rows.events.append(event)
 
     def file_for(self, date: str, partition: int, first_offset: int) -> Path:
-        return self.root / date / f"{self.topic}-p{partition:03d}-{first_offset:020d}.parquet"
+        return self.root / f"{date}_{self.topic}-p{partition:03d}-{first_offset:020d}.parquet"
 
     def flush(self) -> list[Path]:
         """Write every buffered row; the buffer is emptied only when all files are in place."""
@@ -129,7 +131,7 @@ def _write_atomic(path: Path, table: pa.Table) -> None:
 
 def read_lake(root: Path) -> pd.DataFrame:
     """Every event in the lake, one row per ``event_id`` (the first file in name order wins)."""
-    files = sorted(p for p in root.glob("*/*.parquet") if not p.name.startswith("."))
+    files = sorted(p for p in root.glob("*.parquet") if not p.name.startswith("."))
     table = (
         pa.concat_tables(pq.read_table(f, schema=SCHEMA) for f in files)
         if files

@@ -137,7 +137,7 @@ def assert_exactly_once(real: Real, events: list[Event], users: int) -> None:
         assert len(stored) == len(ids) and set(stored) == ids, user
     raw = [
         i
-        for p in real.lake.glob("*/*.parquet")
+        for p in real.lake.glob("*.parquet")
         for i in pq.read_table(p).column("event_id").to_pylist()
     ]
     assert len(raw) == len(events) and set(raw) == {e.event_id for e in events}

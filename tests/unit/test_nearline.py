@@ -122,7 +122,7 @@ def test_worker_applies_every_event_once_to_state_history_and_lake(stores: Store
     assert len(stores.history.for_user("u3", limit=1000)) == 30
     lake = read_lake(stores.lake)
     assert len(lake) == 600 and set(lake["event_id"]) == {e.event_id for e in events}
-    raw = sum(len(pq_rows(p)) for p in stores.lake.glob("*/*.parquet"))
+    raw = sum(len(pq_rows(p)) for p in stores.lake.glob("*.parquet"))
     assert raw == 600
 
 
@@ -145,7 +145,7 @@ def test_replayed_uncommitted_batches_count_once(stores: Stores) -> None:
     assert stats.records == 200 and stats.duplicates == 140 and stats.applied == 60
     states = stores.state.get_many([f"u{u}" for u in range(10)])
     assert {u: s.counters for u, s in states.items()} == expected_counters(events)
-    raw = sum(len(pq_rows(p)) for p in stores.lake.glob("*/*.parquet"))
+    raw = sum(len(pq_rows(p)) for p in stores.lake.glob("*.parquet"))
     assert raw == 200  # the crashed worker wrote no lake file; the replay wrote each row once
 
 
@@ -162,7 +162,7 @@ def test_lake_files_are_rewritten_not_added_on_replay(tmp_path: Path) -> None:
     for offset, event in enumerate(events[2:], start=2):
         replay.add(0, 100 + offset, event)
     replay.flush()
-    rows = [r for p in sorted(tmp_path.glob("*/*.parquet")) for r in pq_rows(p)]
+    rows = [r for p in sorted(tmp_path.glob("*.parquet")) for r in pq_rows(p)]
     assert sorted(rows) == sorted(e.event_id for e in events)
 
 
