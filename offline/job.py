@@ -250,12 +250,16 @@ def make_members(
             members.append(_als(settings, params))
         else:
             raise DataError(f"unknown generator {name!r} in blend weights (ease, als, covisit)")
-    if not any(m.name == "als" or m.item_embeddings() is not None for m in members):
+    if not any(m.name in ("als", "spark_als") for m in members):
         members.append(_als(settings, params))  # the index and the session vectors need it
     return members, skipped
 
 
 def _als(settings: Settings, params: ModelParams) -> ScoringGenerator:
+    """ALS from the configured backend: implicit on this machine, or Spark MLlib on
+    ``spark_master`` (``RECSYS_ALS_BACKEND=spark``) for data that outgrows it."""
+    from offline.generators.spark_als import make_als
+
     kwargs: dict[str, Any] = {
         "factors": params.als_factors,
         "regularization": params.als_regularization,
@@ -263,13 +267,16 @@ def _als(settings: Settings, params: ModelParams) -> ScoringGenerator:
         "iterations": params.als_iterations,
     }
     if settings.als_backend == "spark":
-        from offline.generators.spark_als import make_als
         from offline.spark import spark_session
 
         return make_als("spark", spark_session(settings, "recsys-offline-als"), **kwargs)
-    from offline.generators.als import AlsGenerator
+    return make_als("implicit", None, **kwargs, device="auto")
 
-    return AlsGenerator(**kwargs, device="auto")
+
+def blend_weight(params: ModelParams, member: str) -> float:
+    """A member's blend weight; Spark's ALS takes the weight of ALS."""
+    key = "als" if member == "spark_als" else member
+    return float(params.blend_weights.get(key, 1.0))
 
 
 def fit_models(settings: Settings, train: pd.DataFrame, spec: JobSpec, timer: Timer) -> Fitted:
@@ -295,7 +302,7 @@ def fit_models(settings: Settings, train: pd.DataFrame, spec: JobSpec, timer: Ti
             member.fit(fit_matrix)
         users = _ranker_users(fit_matrix, valid_matrix, params)
         cands = build_candidates(members, fit_matrix, params.per_generator, users)
-        weights = {m.name: params.blend_weights.get(m.name, 1.0) for m in members}
+        weights = {m.name: blend_weight(params, m.name) for m in members}
         config = TrainConfig(
             epochs=params.ranker_epochs,
             negatives=params.ranker_negatives,
@@ -314,7 +321,7 @@ def fit_models(settings: Settings, train: pd.DataFrame, spec: JobSpec, timer: Ti
         member.fit(matrix)
     popularity = np.diff(matrix.tocsc().indptr).astype(np.int64)
     timer.done("generators", started, ", ".join(m.name for m in members))
-    weights = {m.name: float(params.blend_weights.get(m.name, 1.0)) for m in members}
+    weights = {m.name: blend_weight(params, m.name) for m in members}
     return Fitted(index, matrix, members, popularity, ranker, report, skipped, weights)
 
 

@@ -279,3 +279,18 @@ def test_cli_bad_input_is_one_line_and_a_nonzero_exit(
     assert message in done.stderr
     assert not (tmp_path / "var" / "models").exists()  # nothing was published
     assert np.all([len(line) < 400 for line in done.stderr.strip().splitlines()])
+
+
+def test_spark_mllib_als_backend_runs_the_same_job(
+    first: tuple[JobResult, JobSpec], spark: SparkSession, tmp_path: Path
+) -> None:
+    """``RECSYS_ALS_BACKEND=spark``: ALS trains on Spark; the bundle looks the same."""
+    _, spec = first
+    on_spark = Settings(home=tmp_path, spark_master="local[2]", als_backend="spark")
+    result = run_offline(
+        on_spark, replace(spec, train_ranker=False, recommendations_out=None), spark=spark
+    )
+    assert result.report["generators"]["spark_als"] == "fitted"
+    vectors = layout.item_embeddings(result.bundle)
+    assert vectors.dim == SMALL.als_factors and np.abs(vectors.vectors).sum() > 0
+    assert result.metrics["ndcg@10"] > 0
