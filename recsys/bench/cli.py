@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import typer
 
-from recsys.bench import nearline
+from recsys.bench import nearline, offline
 
 app = typer.Typer(
     help="Benchmarks: wall time, throughput, latency and memory on this machine.",
     no_args_is_help=True,
 )
+app.command("offline")(offline.command)
 app.command("nearline")(nearline.command)
