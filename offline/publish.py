@@ -17,9 +17,9 @@ import numpy.typing as npt
 import orjson
 import pandas as pd
 
-from offline.index import ItemIndex, build_index, measure_recall
 from shared import bundle as layout
 from shared.bundle import Embeddings, write_embeddings
+from shared.index import ItemIndex, build_index, measure_recall
 from shared.registry import BundleBuilder, ModelRegistry
 from shared.settings import Settings
 from shared.storage.candidates import Candidates

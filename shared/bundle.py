@@ -9,7 +9,7 @@ live one. The layout, relative to the bundle folder::
     embeddings/items.npy          float32 [items, d]: item vectors (ALS item factors)
     embeddings/user_ids.json      user ids, in the row order of users.npy
     embeddings/users.npy          float32 [users, d]: user vectors (ALS user factors)
-    index/                        FAISS index over items.npy (see offline.index.ItemIndex)
+    index/                        FAISS index over items.npy (see shared.index.ItemIndex)
     ranker/                       the torch ranker (see shared.ranker.Ranker)
     catalogue.parquet             one row per item: item_id, title, year, genres,
                                   n_interactions, popularity_rank, trending_score

@@ -218,8 +218,8 @@ class _Run:
     def fresh_candidates(self, poll_records: int) -> dict[str, Any]:
         import faiss
 
-        from nearline.fresh import FreshCandidates
-        from offline.index import build_index
+        from shared.fresh import FreshCandidates
+        from shared.index import build_index
 
         # One query of ~10 vectors: OpenMP threads only spin against each other (4x slower
         # on a busy 2-core machine); the request path should search single-threaded.

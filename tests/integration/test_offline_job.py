@@ -17,13 +17,13 @@ import pytest
 from pyspark.sql import SparkSession
 
 from offline.evaluate_bundle import evaluate_bundle
-from offline.index import ItemIndex
 from offline.job import JobResult, JobSpec, ModelParams, run_offline
 from offline.pipeline import FrameSource, SplitParams
 from offline.spark import spark_session
 from shared import bundle as layout
 from shared.data.synthetic import generate
 from shared.errors import DataError
+from shared.index import ItemIndex
 from shared.ranker import Ranker
 from shared.registry import ModelRegistry
 from shared.settings import Settings

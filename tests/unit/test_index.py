@@ -8,7 +8,7 @@ from typing import Literal
 import numpy as np
 import pytest
 
-from offline.index import build_index, exact_search, measure_recall
+from shared.index import build_index, exact_search, measure_recall
 
 
 def random_vectors(n: int, d: int = 32, seed: int = 0) -> np.ndarray:

@@ -15,14 +15,14 @@ from fastapi.testclient import TestClient
 
 from nearline.api import create_app
 from nearline.embeddings import LiveItemVectors
-from nearline.fresh import FreshCandidates, fresh_candidates
 from nearline.lake import LakeWriter, read_lake
 from nearline.metrics import NearlineMetrics
 from nearline.worker import Worker, WorkerConfig, parse
-from offline.index import build_index
 from shared.bundle import ITEM_IDS, ITEM_VECTORS, Embeddings, write_embeddings
 from shared.errors import ConfigError
 from shared.events import Event, EventType
+from shared.fresh import FreshCandidates, fresh_candidates
+from shared.index import build_index
 from shared.registry import ModelRegistry
 from shared.storage.event_log import EventLog, LogRecord
 from shared.storage.factory import open_event_log, open_history, open_user_state

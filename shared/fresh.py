@@ -5,7 +5,7 @@ Computed on request from the user state rather than precomputed by the worker: i
 as fresh as the state itself (nothing to lag behind), costs the worker nothing per event,
 and `recsys bench nearline` measures it well under a millisecond for a 10-seed query on a
 flat index (see the README for the figures). It depends only on ``shared`` and on an index
-with ``search(vectors, k) -> (ids, scores)`` (``offline.index.ItemIndex``), so the online
+with ``search(vectors, k) -> (ids, scores)`` (``shared.index.ItemIndex``), so the online
 tier can call it without importing anything else from here.
 """
 
@@ -23,7 +23,7 @@ from shared.storage.user_state import UserState
 
 
 class VectorIndex(Protocol):
-    """What ``offline.index.ItemIndex`` offers: rows of the embedding matrix, best first."""
+    """What ``shared.index.ItemIndex`` offers: rows of the embedding matrix, best first."""
 
     def search(
         self, vectors: npt.ArrayLike, k: int

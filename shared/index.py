@@ -1,5 +1,8 @@
 """FAISS inner-product index over item embeddings (e.g. ALS item factors).
 
+In shared because the offline job builds it and the online tier and the nearline bench
+query it.
+
 Small catalogues get an exact index (``IndexFlatIP``): brute force over a few thousand
 vectors is microseconds and needs no tuning. Above ``hnsw_threshold`` items an HNSW graph
 (``IndexHNSWFlat`` with the inner-product metric) keeps queries sub-linear; its recall
