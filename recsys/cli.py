@@ -7,7 +7,7 @@ import sys
 import typer
 from pydantic import ValidationError
 
-from recsys import data_cli, models_cli, nearline_cli, offline_cli, storage_cli
+from recsys import data_cli, models_cli, nearline_cli, offline_cli, online_cli, storage_cli
 from recsys.bench import cli as bench_cli
 from recsys.console import err_console
 from recsys.services import cli as services_cli
@@ -27,6 +27,7 @@ app.add_typer(models_cli.app, name="models")
 app.add_typer(offline_cli.app, name="offline")
 app.add_typer(bench_cli.app, name="bench")
 app.add_typer(nearline_cli.app, name="nearline")
+app.add_typer(online_cli.app, name="online")
 
 
 @app.command()

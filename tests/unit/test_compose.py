@@ -96,9 +96,7 @@ def _resolves(argv: list[str]) -> bool:
     return not _is_group(command)
 
 
-PENDING = {
-    "api": "the online tier's `recsys online serve` lands with issue 5",
-}
+PENDING: dict[str, str] = {}
 
 
 @pytest.mark.parametrize(

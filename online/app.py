@@ -1,0 +1,72 @@
+"""The online API: ``create_app`` wires settings, stores, the bundle and the routers.
+
+Nothing happens at import time. The lifespan opens the stores (one that does not answer
+is retried in the background, and the API serves degraded meanwhile), loads the live
+bundle, and starts the poller that swaps in newly promoted bundles (:mod:`online.runtime`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, FastAPI
+
+from online.routers import admin, health, items, users
+from online.runtime import Runtime
+from online.settings import OnlineSettings
+from shared.settings import Settings
+from shared.storage.candidates import CandidateStore
+from shared.storage.event_log import EventLog
+from shared.storage.user_state import UserStateStore
+
+
+def create_app(
+    settings: Settings | None = None,
+    online: OnlineSettings | None = None,
+    *,
+    user_state: UserStateStore | None = None,
+    candidates: CandidateStore | None = None,
+    event_log: EventLog | None = None,
+    routers: Sequence[APIRouter] = (),
+) -> FastAPI:
+    """The API; stores given here are used as they are (and not closed), the others are
+    opened from settings.
+
+    ``routers`` are included as well: the composition root (``recsys online serve``) passes
+    the nearline tier's ``POST /v1/events`` router, which finds the event log on
+    ``app.state.event_log`` (no tier imports another, so this module cannot import it).
+    """
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime = Runtime(
+            settings or Settings(),
+            online or OnlineSettings(),
+            user_state=user_state,
+            candidates=candidates,
+            event_log=event_log,
+            app_state=app.state,
+        )
+        app.state.runtime = runtime
+        await runtime.start()
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    app = FastAPI(
+        title="tiered-recsys online API",
+        version="1",
+        description="Recommendations inside a deadline: precomputed, fresh and popular "
+        "candidates ranked by the resident torch ranker.",
+        lifespan=lifespan,
+    )
+
+    app.include_router(users.router)
+    app.include_router(items.router)
+    for router in routers:
+        app.include_router(router)
+    app.include_router(admin.router)
+    app.include_router(health.router)
+    return app

@@ -1,0 +1,123 @@
+"""A model bundle made ready to serve: everything a request needs, loaded once.
+
+:func:`load_serving_bundle` reads the ranker (onto the device chosen by
+``shared.device.resolve_torch_device``, then warmed up so the first request pays no
+lazy initialisation), the FAISS index, the item vectors and the catalogue. A request
+takes one reference to a :class:`ServingBundle` and uses only that, so a swap to a new
+bundle never mixes two bundles inside one answer.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from shared import bundle as layout
+from shared.fresh import FreshCandidates
+from shared.index import ItemIndex
+from shared.ranker import Ranker
+
+_WARMUP_ROWS = (1, 64, 512)
+
+
+@dataclass(frozen=True)
+class CatalogueItem:
+    item_id: str
+    title: str
+    year: int | None
+    genres: tuple[str, ...]
+    n_interactions: int
+    popularity_rank: int
+    trending_score: float
+
+
+@dataclass
+class ServingBundle:
+    """One bundle's ranker, index, vectors and catalogue; read-only once built."""
+
+    version: str
+    path: Path
+    ranker: Ranker | None
+    index: ItemIndex
+    fresh: FreshCandidates
+    items: dict[str, CatalogueItem]
+    popular: list[str]  # by popularity rank
+    trending: list[str]  # by trending score, items with a score only
+    rows: dict[str, int] = field(default_factory=dict)  # item id -> row of the vectors
+    loaded_at: float = field(default_factory=time.time)
+    load_seconds: float = 0.0
+
+    def popularity_of(self, items: list[str]) -> npt.NDArray[np.int64]:
+        return np.asarray(
+            [self.items[i].n_interactions if i in self.items else 0 for i in items],
+            dtype=np.int64,
+        )
+
+    def similar(self, item_id: str, k: int) -> list[tuple[str, float]]:
+        """The ``k`` items nearest to ``item_id`` (itself excluded); [] for unknown items."""
+        if item_id not in self.rows:
+            return []
+        vector = self.fresh.embeddings.vectors[self.rows[item_id]][None, :]
+        ids, scores = self.index.search(vector, k + 1)
+        out = []
+        for row, score in zip(ids[0].tolist(), scores[0].tolist(), strict=True):
+            other = self.fresh.embeddings.ids[row] if row >= 0 else None
+            if other is not None and other != item_id:
+                out.append((other, float(score)))
+        return out[:k]
+
+
+def load_serving_bundle(version: str, path: Path, device: str = "auto") -> ServingBundle:
+    """Load and warm a bundle; raises if a file is missing (the old bundle keeps serving)."""
+    started = time.perf_counter()
+    ranker = None
+    if (path / layout.RANKER_DIR).is_dir():
+        ranker = Ranker.load(path / layout.RANKER_DIR, device=device)
+        width = len(ranker.spec.names)
+        for rows in _WARMUP_ROWS:  # allocator, kernels, lazy CUDA context: before traffic
+            ranker.score(np.zeros((rows, width), dtype=np.float32))
+    index = ItemIndex.load(path / layout.INDEX_DIR)
+    embeddings = layout.item_embeddings(path)
+    items = _catalogue(path / layout.CATALOGUE)
+    popular = sorted(items, key=lambda i: (items[i].popularity_rank, i))
+    trending = [
+        i
+        for i in sorted(items, key=lambda i: (-items[i].trending_score, items[i].popularity_rank))
+        if items[i].trending_score > 0
+    ]
+    return ServingBundle(
+        version=version,
+        path=path,
+        ranker=ranker,
+        index=index,
+        fresh=FreshCandidates(embeddings, index),
+        items=items,
+        popular=popular,
+        trending=trending,
+        rows=embeddings.position(),
+        load_seconds=time.perf_counter() - started,
+    )
+
+
+def _catalogue(path: Path) -> dict[str, CatalogueItem]:
+    out: dict[str, CatalogueItem] = {}
+    records: list[dict[str, Any]] = pd.read_parquet(path).to_dict("records")  # type: ignore[assignment]
+    for row in records:
+        item = str(row["item_id"])
+        year, genres = row.get("year"), row.get("genres")
+        out[item] = CatalogueItem(
+            item_id=item,
+            title=str(row.get("title") or item),
+            year=None if year is None or pd.isna(year) else int(year),
+            genres=tuple(str(g) for g in genres) if genres is not None else (),
+            n_interactions=int(row["n_interactions"]),
+            popularity_rank=int(row["popularity_rank"]),
+            trending_score=float(row["trending_score"]),
+        )
+    return out

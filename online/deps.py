@@ -1,0 +1,64 @@
+"""FastAPI dependencies of the online API, as ``Annotated`` aliases."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated
+
+from fastapi import Depends, Header, HTTPException, Request
+
+from online.bundle import ServingBundle
+from online.holder import BundleHolder
+from online.impressions import ImpressionLogger
+from online.metrics import OnlineMetrics
+from online.recommend import Recommender
+from online.runtime import Runtime
+from online.settings import OnlineSettings
+
+
+def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+def get_recommender(request: Request) -> Recommender:
+    return get_runtime(request).recommender
+
+
+def get_holder(request: Request) -> BundleHolder:
+    return get_runtime(request).holder
+
+
+def get_bundle(request: Request) -> ServingBundle:
+    """The bundle being served, read once for the request; 503 before the first one."""
+    bundle = get_holder(request).current
+    if bundle is None:
+        raise HTTPException(503, get_holder(request).error or "no bundle loaded yet")
+    return bundle
+
+
+def get_metrics(request: Request) -> OnlineMetrics:
+    return get_runtime(request).metrics
+
+
+def get_impressions(request: Request) -> ImpressionLogger:
+    return get_runtime(request).impressions
+
+
+def require_admin(request: Request, authorization: Annotated[str | None, Header()] = None) -> None:
+    """Bearer token from settings; without a configured token the endpoints are off (404)."""
+    settings: OnlineSettings = get_runtime(request).online
+    if not settings.admin_token:
+        raise HTTPException(404, "admin endpoints are disabled (RECSYS_ADMIN_TOKEN unset)")
+    given = (authorization or "").removeprefix("Bearer ").strip()
+    if not hmac.compare_digest(given.encode(), settings.admin_token.encode()):
+        raise HTTPException(401, "admin token missing or wrong", {"WWW-Authenticate": "Bearer"})
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+RecommenderDep = Annotated[Recommender, Depends(get_recommender)]
+HolderDep = Annotated[BundleHolder, Depends(get_holder)]
+BundleDep = Annotated[ServingBundle, Depends(get_bundle)]
+MetricsDep = Annotated[OnlineMetrics, Depends(get_metrics)]
+ImpressionsDep = Annotated[ImpressionLogger, Depends(get_impressions)]
+AdminDep = Depends(require_admin)

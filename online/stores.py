@@ -1,0 +1,136 @@
+"""Stores on the request path: opened in the background, called with a deadline.
+
+The store clients block (redis-py, the Cassandra driver, SQLite), so every call runs in
+a bounded thread pool and the event loop waits at most the stage's timeout: a slow or
+dead store costs a request that timeout, never the loop. A store that cannot be opened at
+start-up (Cassandra's driver connects in its constructor) is retried in the background;
+until then calls fail at once and the request degrades.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Generic, TypeVar
+
+from shared.storage.base import Store
+from shared.storage.candidates import Candidates, CandidateStore
+
+log = logging.getLogger(__name__)
+S = TypeVar("S", bound=Store)
+R = TypeVar("R")
+
+
+class StageFailed(Exception):
+    """A stage did not deliver: the message says why, in a few words."""
+
+
+class StoreSlot(Generic[S]):
+    """A store that may not be open yet; :meth:`call` runs a function of it in the pool."""
+
+    def __init__(
+        self, name: str, opener: Callable[[], S], executor: ThreadPoolExecutor, retry_s: float
+    ) -> None:
+        self.name = name
+        self._opener = opener
+        self._executor = executor
+        self._retry_s = retry_s
+        self._lock = threading.Lock()
+        self.store: S | None = None
+        self.error: str | None = "not opened yet"
+        self._next_try = 0.0
+
+    def try_open(self) -> bool:
+        """Open the store unless it is open or was tried recently (blocking: off the loop)."""
+        with self._lock:
+            if self.store is not None:
+                return True
+            if time.monotonic() < self._next_try:
+                return False
+            self._next_try = time.monotonic() + self._retry_s
+            try:
+                self.store = self._opener()
+                self.error = None
+                log.info("%s store open", self.name)
+                return True
+            except Exception as err:
+                self.error = _one_line(err)
+                log.warning("%s store not open: %s", self.name, self.error)
+                return False
+
+    async def call(self, fn: Callable[[S], R], timeout_s: float) -> R:
+        """``fn(store)`` in the pool, within ``timeout_s``; raises :class:`StageFailed`."""
+        store = self.store
+        if store is None:
+            raise StageFailed(f"unavailable ({self.error})")
+        if timeout_s <= 0:
+            raise StageFailed("no time left")
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self._executor, fn, store)
+        try:
+            return await asyncio.wait_for(future, timeout_s)
+        except TimeoutError:
+            raise StageFailed(f"timeout after {timeout_s * 1000:.0f} ms") from None
+        except Exception as err:
+            raise StageFailed(_one_line(err)) from err
+
+    def ping(self) -> str | None:
+        """None when the store answers, else why not (blocking)."""
+        if self.store is None and not self.try_open():
+            return self.error
+        assert self.store is not None
+        try:
+            self.store.ping()
+            return None
+        except Exception as err:
+            return _one_line(err)
+
+    def close(self) -> None:
+        if self.store is not None:
+            with contextlib.suppress(Exception):
+                self.store.close()
+            self.store = None
+
+
+class CandidateCache:
+    """Per-user precomputed candidates for ``ttl_s`` seconds, keyed by candidate version
+    (a new bundle's candidates are never answered from the old one's entries); LRU-bounded."""
+
+    def __init__(self, ttl_s: float, size: int) -> None:
+        self.ttl_s = ttl_s
+        self.size = size
+        self._entries: OrderedDict[tuple[str, str], tuple[float, Candidates | None]] = OrderedDict()
+
+    def get(self, version: str, user_id: str) -> tuple[bool, Candidates | None]:
+        key = (version, user_id)
+        hit = self._entries.get(key)
+        if hit is None or hit[0] < time.monotonic():
+            return False, None
+        self._entries.move_to_end(key)
+        return True, hit[1]
+
+    def put(self, version: str, user_id: str, value: Candidates | None) -> None:
+        if self.size == 0 or self.ttl_s == 0:
+            return
+        self._entries[(version, user_id)] = (time.monotonic() + self.ttl_s, value)
+        self._entries.move_to_end((version, user_id))
+        while len(self._entries) > self.size:
+            self._entries.popitem(last=False)
+
+
+def candidate_version(store: CandidateStore, bundle_version: str) -> str | None:
+    """The candidate version to read with a bundle: its own when written (a promoted or
+    rolled-back bundle and its candidates switch together), else the store's live one."""
+    versions = {v.version for v in store.versions()}
+    return bundle_version if bundle_version in versions else store.live_version()
+
+
+def _one_line(err: BaseException) -> str:
+    text = str(err) or type(err).__name__
+    return f"{type(err).__name__}: {text.splitlines()[0][:200]}"

@@ -1,0 +1,305 @@
+"""The online API on embedded stores and a hand-made bundle: blend, bad input, admin,
+health, degradation and bundle swaps (no services, no Spark)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from nearline.api import router as events_router
+from online.app import create_app
+from online.settings import OnlineSettings
+from shared.registry import ModelRegistry
+from shared.settings import Settings
+from shared.storage.factory import open_candidates, open_event_log, open_user_state
+from shared.storage.user_state import StateEvent, UserState, UserStateStore
+from tests.unit.test_online_helpers import candidate_rows, make_bundle, publish_candidates
+
+TOKEN = "s3cret"
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("online")
+
+
+@pytest.fixture(scope="module")
+def settings(home: Path) -> Settings:
+    return Settings(home=home, registry_url=f"file://{home}/models")
+
+
+@pytest.fixture(scope="module")
+def version(settings: Settings) -> str:
+    registry = ModelRegistry(settings.registry_url)
+    version = make_bundle(registry)
+    registry.promote(version)
+    return version
+
+
+@pytest.fixture(scope="module")
+def stores(version: str) -> Iterator[tuple[Any, Any, Any]]:
+    state = open_user_state("memory://", ttl_s=3600, recent_cap=50)
+    state.init_schema()
+    cands = open_candidates("memory://")
+    publish_candidates(cands, version, candidate_rows())
+    log = open_event_log("memory://")
+    log.init_schema()
+    state.apply_events(
+        [
+            StateEvent(f"e{j}", "u0", item, "play", 1000.0 + j)
+            for j, item in enumerate(["i1", "i60", "i5"])
+        ],
+        half_life_s=600,
+    )
+    yield state, cands, log
+    for store in (state, cands, log):
+        store.close()
+
+
+def online_settings(**overrides: Any) -> OnlineSettings:
+    values: dict[str, Any] = {"admin_token": TOKEN, "reload_interval_s": 3600, "device": "cpu"}
+    return OnlineSettings(**(values | overrides))
+
+
+def build(settings: Settings, stores: tuple[Any, Any, Any], **overrides: Any) -> FastAPI:
+    state, cands, log = stores
+    return create_app(
+        settings,
+        online_settings(**overrides),
+        user_state=overrides.pop("user_state", None) or state,
+        candidates=cands,
+        event_log=log,
+        routers=[events_router],
+    )
+
+
+@pytest.fixture(scope="module")
+def client(settings: Settings, stores: tuple[Any, Any, Any]) -> Iterator[TestClient]:
+    with TestClient(build(settings, stores)) as client:
+        yield client
+
+
+def test_full_blend_with_every_source_visible(client: TestClient, version: str) -> None:
+    body = client.get("/v1/users/u0/recommendations", params={"k": 10}).json()
+    assert body["user_id"] == "u0" and body["bundle"] == version and body["arm"] == "control"
+    assert not body["degraded"] and body["failures"] == {}
+    items = body["items"]
+    assert len(items) == 10
+    kinds = {s.partition(":")[0] for item in items for s in item["sources"]}
+    assert {"precomputed", "fresh", "trending"} <= kinds
+    assert {i["item_id"] for i in items}.isdisjoint({"i1", "i60", "i5"})  # seen
+    fresh = [i for i in items if "fresh" in i["sources"]]
+    assert all(i["reason"].startswith("because you watched Movie i") for i in fresh)
+    assert [i["score"] for i in items] == sorted((i["score"] for i in items), reverse=True)
+    assert {"user_state", "candidates", "rank", "total"} <= set(body["timings_ms"])
+    assert len({i["item_id"] for i in items}) == 10
+
+
+def test_exclude_and_genre_cap(client: TestClient) -> None:
+    first = client.get("/v1/users/u0/recommendations", params={"k": 6}).json()["items"]
+    dropped = [first[0]["item_id"], first[1]["item_id"]]
+    again = client.get(
+        "/v1/users/u0/recommendations", params={"k": 6, "exclude": ",".join(dropped)}
+    ).json()["items"]
+    assert not {i["item_id"] for i in again} & set(dropped)
+    genres = [int(i["item_id"][1:]) % 4 for i in again]
+    assert max(genres.count(g) for g in set(genres)) <= 3  # genre_cap 0.5 of 6
+
+
+def test_unknown_user_gets_popular_with_cold_start_reason(client: TestClient) -> None:
+    body = client.get("/v1/users/nobody-42/recommendations", params={"k": 5}).json()
+    assert not body["degraded"]
+    assert body["items"][0]["item_id"] == "i0"
+    assert all("popular" in i["sources"] or "trending" in i["sources"] for i in body["items"])
+    assert any("new here" in i["reason"] for i in body["items"])
+
+
+@pytest.mark.parametrize(
+    ("path", "params"),
+    [
+        ("/v1/users/u0/recommendations", {"k": 0}),
+        ("/v1/users/u0/recommendations", {"k": 101}),
+        ("/v1/users/u0/recommendations", {"k": "ten"}),
+        ("/v1/users/u0/recommendations", {"surface": "Bad Surface"}),
+        ("/v1/users/bad%20user/recommendations", {}),
+        ("/v1/items/i1/similar", {"k": 0}),
+    ],
+)
+def test_bad_parameters_are_422(client: TestClient, path: str, params: dict[str, Any]) -> None:
+    assert client.get(path, params=params).status_code == 422
+
+
+def test_malformed_event_body_is_422_and_good_one_202(client: TestClient) -> None:
+    assert client.post("/v1/events", content=b"{not json").status_code == 422
+    assert client.post("/v1/events", json={"user_id": "u0"}).status_code == 422
+    ok = client.post("/v1/events", json={"user_id": "u0", "item_id": "i3", "type": "play"})
+    assert ok.status_code == 202
+
+
+def test_items_and_similar(client: TestClient) -> None:
+    item = client.get("/v1/items/i4").json()
+    assert item["title"] == "Movie i4" and item["genres"] == ["Drama"]
+    similar = client.get("/v1/items/i4/similar", params={"k": 5}).json()["items"]
+    assert len(similar) == 5 and "i4" not in {s["item_id"] for s in similar}
+    # clustered vectors: neighbours share the genre (index mod 4)
+    assert sum(int(s["item_id"][1:]) % 4 == 0 for s in similar) >= 4
+    for path in ("/v1/items/nope", "/v1/items/nope/similar"):
+        missing = client.get(path)
+        assert missing.status_code == 404 and "nope" in missing.json()["detail"]
+
+
+def test_health_ready_metrics_openapi(client: TestClient) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["ready"]
+    client.get("/v1/users/u0/recommendations")
+    text = client.get("/metrics").text
+    for name in (
+        "recsys_online_stage_seconds_bucket",
+        'recsys_online_candidates_total{source="fresh"}',
+        "recsys_online_request_seconds",
+    ):
+        assert name in text
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {
+        "/v1/users/{user_id}/recommendations",
+        "/v1/items/{item_id}",
+        "/v1/items/{item_id}/similar",
+        "/v1/events",
+        "/v1/admin/reload",
+    } <= set(paths)
+
+
+def test_impressions_carry_the_arm(client: TestClient, stores: tuple[Any, Any, Any]) -> None:
+    _, _, log = stores
+    consumer = log.consumer("impressions-test")
+    client.get("/v1/users/u3/recommendations", params={"k": 3})
+    deadline = time.monotonic() + 5
+    contexts: list[dict[str, Any]] = []
+    while time.monotonic() < deadline and not any(c.get("arm") for c in contexts):
+        contexts += [orjson.loads(r.value)["context"] for r in consumer.poll(100, 1.0)]
+    consumer.close()
+    assert any(c.get("arm") == "control" and c.get("bundle") for c in contexts)
+
+
+class SlowState(UserStateStore):
+    """A user state store that answers too late (a stalled Redis)."""
+
+    def __init__(self, inner: UserStateStore, delay_s: float) -> None:
+        super().__init__("slow://", inner.ttl_s, inner.recent_cap)
+        self.inner, self.delay_s = inner, delay_s
+
+    def ping(self) -> None:
+        time.sleep(self.delay_s)
+
+    def apply(self, updates: Sequence[Any]) -> None:
+        raise NotImplementedError
+
+    def apply_events(self, events: Sequence[StateEvent], half_life_s: float) -> int:
+        raise NotImplementedError
+
+    def get_many(self, user_ids: Sequence[str]) -> dict[str, UserState]:
+        time.sleep(self.delay_s)
+        return self.inner.get_many(user_ids)
+
+    def delete(self, user_id: str) -> None:
+        raise NotImplementedError
+
+
+def test_slow_user_state_degrades_on_time(settings: Settings, stores: Any) -> None:
+    slow = SlowState(stores[0], delay_s=0.5)
+    with TestClient(build(settings, stores, user_state=slow, budget_ms=80)) as client:
+        started = time.perf_counter()
+        body = client.get("/v1/users/u0/recommendations", params={"k": 10}).json()
+        elapsed = time.perf_counter() - started
+    assert body["degraded"] and "timeout" in body["failures"]["user_state"]
+    assert body["timings_ms"]["total"] < 80
+    assert elapsed < 0.3  # the client's view too (TestClient adds a little)
+    kinds = {s.partition(":")[0] for i in body["items"] for s in i["sources"]}
+    assert "precomputed" in kinds and "fresh" not in kinds
+    assert len(body["items"]) == 10
+
+
+def test_blend_arm_keeps_stored_order(settings: Settings, stores: Any) -> None:
+    with TestClient(build(settings, stores, experiment_arms={"blend": 1.0})) as client:
+        body = client.get("/v1/users/u2/recommendations", params={"k": 8}).json()
+    assert body["arm"] == "blend"
+    stored = stores[1].get("u2")
+    pre = [i["item_id"] for i in body["items"] if i["sources"][0].startswith("precomputed")]
+    positions = [stored.items.index(i) for i in pre]
+    assert positions == sorted(positions)
+
+
+def test_admin_reload_needs_token_and_swaps(settings: Settings, stores: Any) -> None:
+    registry = ModelRegistry(settings.registry_url)
+    with TestClient(build(settings, stores, admin_token=None)) as client:
+        assert client.post("/v1/admin/reload").status_code == 404
+    with TestClient(build(settings, stores)) as client:
+        before = client.get("/v1/users/u0/recommendations").json()["bundle"]
+        assert client.post("/v1/admin/reload").status_code == 401
+        wrong = {"Authorization": "Bearer nope"}
+        assert client.post("/v1/admin/reload", headers=wrong).status_code == 401
+        newer = make_bundle(registry, seed=1)
+        registry.promote(newer)
+        try:
+            auth = {"Authorization": f"Bearer {TOKEN}"}
+            reply = client.post("/v1/admin/reload", headers=auth).json()
+            assert reply == {"swapped": True, "bundle": newer, "error": None}
+            assert client.get("/v1/users/u0/recommendations").json()["bundle"] == newer
+        finally:
+            registry.rollback()
+        assert client.post("/v1/admin/reload", headers=auth).json()["bundle"] == before
+
+
+def test_swap_under_concurrent_requests_fails_none(settings: Settings, stores: Any) -> None:
+    registry = ModelRegistry(settings.registry_url)
+    app = build(settings, stores, reload_interval_s=0.05)
+    newer = make_bundle(registry, seed=2)
+
+    async def scenario() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=transport, base_url="http://t") as client,
+        ):
+
+            async def one(j: int) -> httpx.Response:
+                return await client.get(f"/v1/users/u{j % 10}/recommendations")
+
+            first = await asyncio.gather(*(one(j) for j in range(30)))
+            registry.promote(newer)
+            later: list[httpx.Response] = []
+            for _ in range(40):  # until the poller swapped
+                later += await asyncio.gather(*(one(j) for j in range(10)))
+                if later[-1].json()["bundle"] == newer:
+                    break
+            registry.rollback()
+            return [*first, *later]
+
+    try:
+        responses = asyncio.run(scenario())
+    finally:
+        if registry.live() and registry.live().version == newer:  # type: ignore[union-attr]
+            registry.rollback()
+    assert all(r.status_code == 200 for r in responses)
+    bundles = [r.json()["bundle"] for r in responses]
+    assert bundles[-1] == newer and bundles[0] != newer
+    assert all(len(r.json()["items"]) == 10 for r in responses)
+
+
+def test_no_bundle_yet_is_503_not_500(tmp_path: Path, stores: Any) -> None:
+    empty = Settings(home=tmp_path, registry_url=f"file://{tmp_path}/models")
+    with TestClient(build(empty, stores)) as client:
+        reply = client.get("/v1/users/u0/recommendations")
+        assert reply.status_code == 503 and "no live bundle" in reply.json()["detail"]
+        assert client.get("/readyz").status_code == 503
+        assert client.get("/v1/items/i1").status_code == 503
