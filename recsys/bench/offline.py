@@ -105,7 +105,8 @@ def tree_rss(root: int, cpu: dict[int, float]) -> tuple[int, dict[str, int]]:
             continue
         total += rss
         name = "python" if names.get(pid, "").startswith("python") else names.get(pid, "?")
-        by_name[name] = by_name.get(name, 0) + rss
+        if rss:  # zombies hold nothing
+            by_name[name] = by_name.get(name, 0) + rss
     return total, by_name
 
 
@@ -250,7 +251,7 @@ def measure_size(
         "peak_rss_mb": round(max((s.rss for s in run.samples), default=0) / _MB, 1),
         "cpu_seconds": round(run.samples[-1].cpu, 1) if run.samples else 0.0,
         "load_average_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],
-        "interactions_per_s": round(n / run.wall, 1),
+        "interactions_per_s": round(n / run.wall, 1) if run.returncode == 0 else None,
         "samples": len(run.samples),
     }
     if run.returncode != 0:
@@ -333,7 +334,12 @@ def markdown(figures: dict[str, Any]) -> str:
         + " |"
     )
     lines.append(
-        "| interactions/s | " + " | ".join(f"{s['interactions_per_s']:,.0f}" for s in sizes) + " |"
+        "| interactions/s | "
+        + " | ".join(
+            f"{s['interactions_per_s']:,.0f}" if s["ok"] else "failed (partial figures)"
+            for s in sizes
+        )
+        + " |"
     )
     lines.append(
         "| load average (1 min, before / after) | "
