@@ -343,6 +343,10 @@ class RankedLists:
     items: IntArray  # [users, n], -1 padded
     scores: npt.NDArray[np.float32]
     sources: list[list[str]]  # per user, per kept item: "ease+als", "popularity", ...
+    # The ranker's input features of each kept item, [users, n, features]; None when
+    # no feature was computed (users without history get the popular list, no features).
+    features: npt.NDArray[np.float32] | None = None
+    has_features: npt.NDArray[np.bool_] | None = None  # [users]
 
     def top(self, k: int) -> IntArray:
         return self.items[:, :k]
@@ -352,6 +356,8 @@ def rank_users(fitted: Fitted, users: npt.NDArray[np.int64], n: int) -> RankedLi
     """Step 4: each user's best ``n`` candidates, in batches of users."""
     out_items = np.full((len(users), n), -1, dtype=np.int32)
     out_scores = np.full((len(users), n), -np.inf, dtype=np.float32)
+    out_features: npt.NDArray[np.float32] | None = None
+    has_features = np.zeros(len(users), dtype=bool)
     sources: list[list[str]] = [[] for _ in users]
     history = np.diff(fitted.train.indptr)
     popular = np.argsort(-fitted.popularity, kind="stable")[:n].astype(np.int32)
@@ -372,6 +378,9 @@ def rank_users(fitted: Fitted, users: npt.NDArray[np.int64], n: int) -> RankedLi
         order = np.argsort(-scores, axis=1, kind="stable")[:, :n]
         top_items = np.take_along_axis(cands.items, order, axis=1)
         top_scores = np.take_along_axis(scores, order, axis=1)
+        top_features = np.take_along_axis(cands.features, order[:, :, None], axis=1)
+        if out_features is None:
+            out_features = np.zeros((len(users), n, cands.features.shape[2]), dtype=np.float32)
         in_top = _membership(cands, order)
         for i, user in enumerate(warm):
             row = rows[int(user)]
@@ -379,8 +388,10 @@ def rank_users(fitted: Fitted, users: npt.NDArray[np.int64], n: int) -> RankedLi
             count = int(valid.sum())
             out_items[row, :count] = top_items[i][valid]
             out_scores[row, :count] = top_scores[i][valid]
+            out_features[row, :count] = top_features[i][valid]
+            has_features[row] = True
             sources[row] = [in_top[i][j] for j in np.nonzero(valid)[0]]
-    return RankedLists(out_items, out_scores, sources)
+    return RankedLists(out_items, out_scores, sources, out_features, has_features)
 
 
 def fitted_n(fitted: Fitted) -> int:
@@ -416,8 +427,8 @@ def _membership(cands: CandidateSet, order: npt.NDArray[np.integer[Any]]) -> lis
 
 def iter_user_lists(
     index: IdIndex, lists: RankedLists, users: Sequence[int] | None = None
-) -> Iterator[tuple[str, list[str], list[float], list[str]]]:
-    """(user id, item ids, scores, sources) per user with at least one item."""
+) -> Iterator[tuple[str, list[str], list[float], list[str], npt.NDArray[np.float32] | None]]:
+    """(user id, item ids, scores, sources, features or None) per user with any item."""
     item_ids = index.items.to_numpy(dtype=object)
     rows = range(lists.items.shape[0]) if users is None else users
     for row in rows:
@@ -430,4 +441,9 @@ def iter_user_lists(
             [str(i) for i in item_ids[items[keep]]],
             [float(s) for s in lists.scores[row][keep]],
             lists.sources[row],
+            lists.features[row][keep]
+            if lists.features is not None
+            and lists.has_features is not None
+            and lists.has_features[row]
+            else None,
         )

@@ -81,8 +81,8 @@ def publish(
                 index=index,
             )
             rows = (
-                Candidates(user, items_, scores, sources)
-                for user, items_, scores, sources in iter_user_lists(fitted.index, lists)
+                Candidates(user, items_, scores, sources, features)
+                for user, items_, scores, sources, features in iter_user_lists(fitted.index, lists)
             )
             written = store.write(version, rows)
         timer.done("bundle", started, f"{version}: {written:,} candidate lists written")

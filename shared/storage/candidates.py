@@ -11,6 +11,9 @@ from abc import abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+import numpy as np
+import numpy.typing as npt
+
 from shared.errors import RecsysError
 from shared.storage.base import Store
 
@@ -27,6 +30,10 @@ class Candidates:
     items: list[str]
     scores: list[float]
     sources: list[str] = field(default_factory=list)  # generator that proposed each item
+    # The ranker's input features of each item, [items, features] float32 in the order of
+    # the bundle's ranker spec: the online tier re-scores with exactly what offline saw.
+    # Compared separately (numpy arrays have no single truth value).
+    features: npt.NDArray[np.float32] | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if len(self.scores) != len(self.items):
@@ -37,6 +44,29 @@ class Candidates:
             raise ValueError(
                 f"user {self.user_id}: {len(self.items)} items, {len(self.sources)} sources"
             )
+        if self.features is not None and (
+            self.features.ndim != 2 or self.features.shape[0] != len(self.items)
+        ):
+            raise ValueError(
+                f"user {self.user_id}: {len(self.items)} items, features {self.features.shape}"
+            )
+
+
+def encode_features(features: npt.NDArray[np.float32] | None) -> bytes | None:
+    """Row-major little-endian float32 bytes (what the stores keep), or None."""
+    if features is None:
+        return None
+    return np.ascontiguousarray(features, dtype="<f4").tobytes()
+
+
+def decode_features(blob: bytes | None, n_items: int) -> npt.NDArray[np.float32] | None:
+    """The inverse of :func:`encode_features` for a list of ``n_items`` items."""
+    if not blob or n_items == 0:
+        return None
+    flat = np.frombuffer(blob, dtype="<f4")
+    if flat.size % n_items:
+        raise ValueError(f"candidate features: {flat.size} values for {n_items} items")
+    return flat.reshape(n_items, -1).astype(np.float32)
 
 
 @dataclass(frozen=True, slots=True)

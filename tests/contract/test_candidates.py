@@ -100,3 +100,26 @@ def test_bulk_write_is_complete(store: CandidateStore) -> None:
         assert got is not None and got.items == [f"x{u}-0", f"x{u}-1", f"x{u}-2"]
         assert got.sources == ["als", "als", "pop"]
         assert got.scores == pytest.approx([1.0, 0.5, 0.25])
+
+
+def test_features_round_trip_exactly(store: CandidateStore) -> None:
+    """The ranker's features travel with the lists, bit for bit (float32)."""
+    import numpy as np
+
+    features = np.random.default_rng(0).normal(size=(3, 5)).astype(np.float32)
+    with_features = Candidates("u-f", ["a", "b", "c"], [3.0, 2.0, 1.0], ["als"] * 3, features)
+    without = Candidates("u-n", ["d"], [1.0], ["pop"])
+    store.write("vf", [with_features, without])
+    got = store.get("u-f", version="vf")
+    assert got is not None and got == with_features and got.features is not None
+    assert got.features.dtype == np.float32
+    assert np.array_equal(got.features, features)
+    plain = store.get("u-n", version="vf")
+    assert plain is not None and plain.features is None
+
+
+def test_features_must_match_the_items() -> None:
+    import numpy as np
+
+    with pytest.raises(ValueError, match="features"):
+        Candidates("u", ["a", "b"], [1.0, 0.5], [], np.zeros((3, 4), dtype=np.float32))

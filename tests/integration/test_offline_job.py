@@ -124,6 +124,7 @@ def test_candidates_are_live_capped_and_unseen(
     result, spec = first
     train = _split_part(settings, result, "train")
     seen = train.groupby("user_id")["item_id"].agg(set)
+    ranker = Ranker.load(result.bundle / layout.RANKER_DIR, device="cpu")
     store = open_candidates(settings.candidates_url)
     try:
         assert store.live_version() == result.version
@@ -135,6 +136,10 @@ def test_candidates_are_live_capped_and_unseen(
             assert got.scores == sorted(got.scores, reverse=True)
             assert len(got.sources) == len(got.items) and all(got.sources)
             assert not set(got.items) & seen[user]  # never what the user had in training
+            # The stored features are the ranker's input: re-scoring them gives the scores.
+            assert got.features is not None
+            assert got.features.shape == (len(got.items), len(ranker.spec.names))
+            np.testing.assert_allclose(ranker.score(got.features), got.scores, rtol=1e-5, atol=1e-5)
     finally:
         store.close()
 

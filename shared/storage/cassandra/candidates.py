@@ -14,7 +14,14 @@ from collections.abc import Iterable
 from cassandra.concurrent import execute_concurrent_with_args
 
 from shared.errors import RecsysError
-from shared.storage.candidates import Candidates, CandidateStore, UnknownVersion, VersionInfo
+from shared.storage.candidates import (
+    Candidates,
+    CandidateStore,
+    UnknownVersion,
+    VersionInfo,
+    decode_features,
+    encode_features,
+)
 from shared.storage.cassandra.connection import CassandraStore, create_keyspace
 
 DEFAULT_BUCKETS = 64
@@ -40,8 +47,15 @@ class CassandraCandidateStore(CassandraStore, CandidateStore):
         self._session.execute(
             f"CREATE TABLE IF NOT EXISTS {ks}.candidates_by_user (version text, bucket int,"
             " user_id text, items list<text>, scores list<float>, sources list<text>,"
-            " PRIMARY KEY ((version, bucket), user_id))"
+            " features blob, PRIMARY KEY ((version, bucket), user_id))"
         )
+        columns = self._session.execute(
+            "SELECT column_name FROM system_schema.columns"
+            " WHERE keyspace_name = %s AND table_name = 'candidates_by_user'",
+            (self._ks,),
+        )
+        if "features" not in {row.column_name for row in columns}:  # a table from before it
+            self._session.execute(f"ALTER TABLE {ks}.candidates_by_user ADD features blob")
         self._session.execute(
             f"CREATE TABLE IF NOT EXISTS {ks}.candidate_versions (version text PRIMARY KEY,"
             " rows bigint, buckets int, written_at timestamp)"
@@ -67,14 +81,23 @@ class CassandraCandidateStore(CassandraStore, CandidateStore):
         buckets = self._buckets_of(version) or self._buckets
         insert = self._prepared(
             "insert",
-            "INSERT INTO {ks}.candidates_by_user (version, bucket, user_id, items, scores, sources)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO {ks}.candidates_by_user"
+            " (version, bucket, user_id, items, scores, sources, features)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
         )
         total = 0
         iterator = iter(rows)
         while chunk := list(itertools.islice(iterator, _CHUNK)):
             params = [
-                (version, bucket_of(c.user_id, buckets), c.user_id, c.items, c.scores, c.sources)
+                (
+                    version,
+                    bucket_of(c.user_id, buckets),
+                    c.user_id,
+                    c.items,
+                    c.scores,
+                    c.sources,
+                    encode_features(c.features),
+                )
                 for c in chunk
             ]
             execute_concurrent_with_args(self._session, insert, params, concurrency=64)
@@ -120,15 +143,20 @@ class CassandraCandidateStore(CassandraStore, CandidateStore):
         row = self._session.execute(
             self._prepared(
                 "get",
-                "SELECT items, scores, sources FROM {ks}.candidates_by_user"
+                "SELECT items, scores, sources, features FROM {ks}.candidates_by_user"
                 " WHERE version = ? AND bucket = ? AND user_id = ?",
             ),
             (version, bucket_of(user_id, buckets), user_id),
         ).one()
         if row is None:
             return None
+        items = list(row.items or [])
         return Candidates(
-            user_id, list(row.items or []), list(row.scores or []), list(row.sources or [])
+            user_id,
+            items,
+            list(row.scores or []),
+            list(row.sources or []),
+            decode_features(row.features, len(items)),
         )
 
     def versions(self) -> list[VersionInfo]:

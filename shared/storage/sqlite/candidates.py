@@ -9,12 +9,19 @@ from collections.abc import Iterable
 import orjson
 
 from shared.errors import RecsysError
-from shared.storage.candidates import Candidates, CandidateStore, UnknownVersion, VersionInfo
+from shared.storage.candidates import (
+    Candidates,
+    CandidateStore,
+    UnknownVersion,
+    VersionInfo,
+    decode_features,
+    encode_features,
+)
 from shared.storage.sqlite.db import SqliteStore
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS candidates (
-    version TEXT NOT NULL, user_id TEXT NOT NULL, payload BLOB NOT NULL,
+    version TEXT NOT NULL, user_id TEXT NOT NULL, payload BLOB NOT NULL, features BLOB,
     PRIMARY KEY (version, user_id)
 );
 CREATE TABLE IF NOT EXISTS candidate_versions (version TEXT PRIMARY KEY, rows INTEGER NOT NULL,
@@ -44,8 +51,8 @@ class SqliteCandidateStore(SqliteStore, CandidateStore):
         while batch := list(itertools.islice(iterator, _BATCH)):
             with self._db.transaction() as conn:
                 conn.executemany(
-                    "INSERT OR REPLACE INTO candidates VALUES (?, ?, ?)",
-                    [(version, c.user_id, _payload(c)) for c in batch],
+                    "INSERT OR REPLACE INTO candidates VALUES (?, ?, ?, ?)",
+                    [(version, c.user_id, _payload(c), encode_features(c.features)) for c in batch],
                 )
                 conn.execute(
                     "UPDATE candidate_versions SET rows = rows + ? WHERE version = ?",
@@ -78,13 +85,14 @@ class SqliteCandidateStore(SqliteStore, CandidateStore):
             return None
         with self._db.read() as conn:
             row = conn.execute(
-                "SELECT payload FROM candidates WHERE version = ? AND user_id = ?",
+                "SELECT payload, features FROM candidates WHERE version = ? AND user_id = ?",
                 (version, user_id),
             ).fetchone()
         if row is None:
             return None
         data = orjson.loads(row[0])
-        return Candidates(user_id, data["items"], data["scores"], data["sources"])
+        features = decode_features(row[1], len(data["items"]))
+        return Candidates(user_id, data["items"], data["scores"], data["sources"], features)
 
     def versions(self) -> list[VersionInfo]:
         live = self.live_version()
