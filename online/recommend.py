@@ -195,7 +195,7 @@ class Recommender:
         if not pool:
             return []
         if arm.rerank and bundle.ranker is not None:
-            features = self._features(bundle, pool, cands, recent)
+            features = ranking_features(bundle, pool, cands, recent)
             t = self._lap(got, "features", t)
             scores = bundle.ranker.score(features)
             t = self._lap(got, "rank", t)
@@ -225,26 +225,6 @@ class Recommender:
             if r >= 0
         ]
 
-    def _features(
-        self,
-        bundle: ServingBundle,
-        pool: list[blend.Pooled],
-        cands: Candidates | None,
-        recent: list[str],
-    ) -> npt.NDArray[np.float32]:
-        assert bundle.ranker is not None
-        spec = bundle.ranker.spec
-        stored = _stored_features(cands, len(spec.names))
-        history = history_length(spec, stored, recent)
-        features = unproposed_features(
-            spec, bundle.popularity_of([p.item_id for p in pool]), history
-        )
-        if stored is not None:
-            for i, entry in enumerate(pool):
-                if entry.stored_row is not None:
-                    features[i] = stored[entry.stored_row]
-        return features
-
     def _item(
         self, bundle: ServingBundle, entry: blend.Pooled, score: float, arm: Arm, cold: bool
     ) -> Recommended:
@@ -270,6 +250,27 @@ class Recommender:
         got.timings[stage] = (now - since) * 1000
         self.metrics.stage_seconds.labels(stage).observe(now - since)
         return now
+
+
+def ranking_features(
+    bundle: ServingBundle,
+    pool: list[blend.Pooled],
+    cands: Candidates | None,
+    recent: list[str],
+) -> npt.NDArray[np.float32]:
+    """``[len(pool), features]`` ranker inputs: a precomputed candidate's stored row as the
+    offline job computed it, every other candidate's from the one shared fallback path."""
+    if bundle.ranker is None:
+        raise ValueError(f"bundle {bundle.version} has no ranker")
+    spec = bundle.ranker.spec
+    stored = _stored_features(cands, len(spec.names))
+    history = history_length(spec, stored, recent)
+    features = unproposed_features(spec, bundle.popularity_of([p.item_id for p in pool]), history)
+    if stored is not None:
+        for i, entry in enumerate(pool):
+            if entry.stored_row is not None:
+                features[i] = stored[entry.stored_row]
+    return features
 
 
 def _stored_features(cands: Candidates | None, width: int) -> npt.NDArray[np.float32] | None:
