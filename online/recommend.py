@@ -275,11 +275,10 @@ def ranking_features(
 
 def _stored_features(cands: Candidates | None, width: int) -> npt.NDArray[np.float32] | None:
     """The stored feature rows, when present and laid out for this ranker."""
-    features = getattr(cands, "features", None) if cands is not None else None
-    if features is None:
+    if cands is None or cands.features is None:
         return None
-    array = np.asarray(features, dtype=np.float32)
-    if array.ndim != 2 or array.shape != (len(cands.items), width):  # type: ignore[union-attr]
+    array = np.asarray(cands.features, dtype=np.float32)
+    if array.shape != (len(cands.items), width):  # written for another ranker layout
         return None
     return array
 

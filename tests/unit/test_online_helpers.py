@@ -101,7 +101,7 @@ def candidate_rows(n_users: int = 10, n_items: int = 120, per_user: int = 30) ->
                 [f"i{picks[j]}" for j in order],
                 [float(scores[j]) for j in order],
                 sources,
-                **_features(features[order]),
+                features[order],
             )
         )
     return rows
@@ -115,8 +115,3 @@ def publish_candidates(store: CandidateStore, version: str, rows: list[Candidate
 
 def bundle_dir(registry: ModelRegistry, version: str) -> Path:
     return registry.path(version)
-
-
-def _features(rows: np.ndarray) -> dict[str, np.ndarray]:
-    """Stored feature rows, where the candidate role has them (a store may predate them)."""
-    return {"features": rows} if "features" in Candidates.__dataclass_fields__ else {}

@@ -1,0 +1,113 @@
+"""No training/serving skew: a bundle and candidates built by the real offline job (Spark),
+then served: the online ranker inputs of a precomputed candidate are the feature rows the
+offline job ranked, and re-scoring them gives the offline scores; the fallback features of
+any other item agree with the offline ones on every signal the online tier has."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pyspark.sql import SparkSession
+
+from offline.job import JobResult, JobSpec, ModelParams, run_offline
+from offline.pipeline import FrameSource
+from offline.spark import spark_session
+from online import blend
+from online.bundle import ServingBundle, load_serving_bundle
+from online.recommend import ranking_features
+from shared.bundle import user_embeddings
+from shared.data.synthetic import generate
+from shared.online_features import unproposed_features
+from shared.settings import Settings
+from shared.storage.candidates import Candidates
+from shared.storage.factory import open_candidates
+
+pytestmark = [pytest.mark.spark, pytest.mark.timeout(900)]
+SMALL = ModelParams(als_factors=8, als_iterations=5, ranker_epochs=2, per_generator=20)
+
+
+@pytest.fixture(scope="module")
+def job(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, JobResult]]:
+    home: Path = tmp_path_factory.mktemp("online-skew")
+    settings = Settings(home=home, spark_master="local[2]")
+    spark: SparkSession = spark_session(settings, "recsys-online-skew", shuffle_partitions=4)
+    made = generate(8_000, n_users=200, n_items=150, seed=11)
+    spec = JobSpec(
+        source=FrameSource(made.interactions, "synthetic-8k"),
+        label="synthetic-8k",
+        items=made.items,
+        candidates_per_user=30,
+        params=SMALL,
+    )
+    try:
+        yield settings, run_offline(settings, spec, spark=spark)
+    finally:
+        spark.stop()
+
+
+@pytest.fixture(scope="module")
+def served(job: tuple[Settings, JobResult]) -> tuple[ServingBundle, list[Candidates]]:
+    settings, result = job
+    bundle = load_serving_bundle(result.version, result.bundle, device="cpu")
+    store = open_candidates(settings.candidates_url)
+    try:
+        users = user_embeddings(result.bundle).ids
+        rows = [c for u in users if (c := store.get(u, result.version)) is not None]
+    finally:
+        store.close()
+    assert len(rows) > 100, "the offline job wrote no candidates"
+    with_features = [c for c in rows if c.features is not None]
+    assert len(with_features) > 100, "the offline job stored no candidate features"
+    return bundle, with_features
+
+
+def test_precomputed_candidates_rank_on_the_offline_features(
+    served: tuple[ServingBundle, list[Candidates]],
+) -> None:
+    bundle, rows = served
+    assert bundle.ranker is not None
+    for cands in rows[:50]:
+        pool = blend.merge(
+            precomputed=(cands.items, cands.scores, cands.sources),
+            fresh=[],
+            trending=[],
+            popular=[],
+            drop=set(),
+            quotas=blend.Quotas(precomputed=len(cands.items)),
+        )
+        online = ranking_features(bundle, pool, cands, recent=["whatever"])
+        assert cands.features is not None
+        np.testing.assert_array_equal(online, cands.features)
+        rescored = bundle.ranker.score(online)
+        np.testing.assert_allclose(rescored, cands.scores, rtol=1e-5, atol=1e-5)
+
+
+def test_fallback_features_share_the_offline_signals(
+    served: tuple[ServingBundle, list[Candidates]],
+) -> None:
+    bundle, rows = served
+    assert bundle.ranker is not None
+    spec = bundle.ranker.spec
+    names = list(spec.names)
+    pop, hist = names.index("item_log_pop"), names.index("user_log_history")
+    for cands in rows[:50]:
+        assert cands.features is not None
+        pool = blend.merge(
+            precomputed=(cands.items, cands.scores, cands.sources),
+            fresh=[],
+            trending=[],
+            popular=["never-there"],
+            drop=set(),
+            quotas=blend.Quotas(),
+        )
+        history = round(float(np.expm1(np.float64(cands.features[0, hist]))))
+        fallback = unproposed_features(spec, bundle.popularity_of(cands.items), history)
+        # item popularity from the catalogue == the popularity the offline job used
+        np.testing.assert_allclose(fallback[:, pop], cands.features[:, pop], rtol=1e-6)
+        np.testing.assert_allclose(fallback[:, hist], cands.features[:, hist], rtol=1e-6)
+        # a fresh item for this user gets the same history as its precomputed ones
+        mixed = ranking_features(bundle, pool, cands, recent=[])
+        assert mixed[-1, hist] == pytest.approx(cands.features[0, hist])
