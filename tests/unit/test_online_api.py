@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import orjson
 import pytest
 from fastapi import FastAPI
@@ -303,3 +304,17 @@ def test_no_bundle_yet_is_503_not_500(tmp_path: Path, stores: Any) -> None:
         assert reply.status_code == 503 and "no live bundle" in reply.json()["detail"]
         assert client.get("/readyz").status_code == 503
         assert client.get("/v1/items/i1").status_code == 503
+
+
+def test_ranker_is_resident_on_the_one_chosen_device(settings: Settings, version: str) -> None:
+    """auto: the GPU when torch sees one (weights there, warmed up), else the CPU."""
+    from online.bundle import load_serving_bundle
+    from shared.device import resolve_torch_device
+
+    bundle = load_serving_bundle(version, ModelRegistry(settings.registry_url).path(version))
+    assert bundle.ranker is not None
+    expected = resolve_torch_device("auto")
+    assert bundle.ranker.device == expected
+    assert all(p.device.type == expected.type for p in bundle.ranker.net.parameters())
+    scores = bundle.ranker.score(np.zeros((300, len(bundle.ranker.spec.names)), np.float32))
+    assert scores.shape == (300,) and scores.dtype == np.float32
