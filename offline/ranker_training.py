@@ -57,6 +57,9 @@ class TrainConfig:
     batch_size: int = 1024
     loss: Loss = "bce"
     negatives: int | None = 32  # sampled per positive each epoch; None = every negative
+    # Training pairs drawn per epoch at most (a uniform sample of them when there are
+    # more): bounds an epoch's cost on big logs. MovieLens 100K has ~230k, under the cap.
+    max_pairs: int = 262_144
     stop_users: float = 0.2  # share of users held out to choose the epoch
     k: int = 10
     seed: int = 0
@@ -291,7 +294,7 @@ def _epoch(
     ranker.net.train()
     rows, pos, neg = _pairs(labels, fit.valid, config.negatives, rng)
     features = torch.from_numpy(fit.features).to(ranker.device)
-    order = rng.permutation(len(rows))
+    order = rng.permutation(len(rows))[: config.max_pairs]
     total, batches = 0.0, 0
     bce = torch.nn.BCEWithLogitsLoss()
     for start in range(0, len(order), config.batch_size):
