@@ -138,7 +138,12 @@ def select(
     chosen: set[int] = set()
     for source, share in min_share.items():
         slots = max(int(share * k), 1 if k > len(min_share) else 0)
-        mine = [i for i in ranked if source in pool[i].kinds and i not in chosen][:slots]
+        mine: list[int] = []
+        for i in ranked:
+            if len(mine) == slots:
+                break
+            if i not in chosen and any(s.startswith(source) for s in pool[i].sources):
+                mine.append(i)
         chosen.update(mine)
     for i in ranked:
         if len(chosen) >= k:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,7 +28,7 @@ import numpy.typing as npt
 
 from online import blend
 from online.bundle import ServingBundle
-from online.experiments import Arm, assign
+from online.experiments import ARMS, Arm, assign
 from online.holder import BundleHolder
 from online.metrics import OnlineMetrics
 from online.settings import OnlineSettings
@@ -96,6 +97,16 @@ class Recommender:
             trending=settings.trending_quota,
             popular=settings.popular_quota,
         )
+
+    def warm_up(self, bundle: ServingBundle) -> None:
+        """One request's computation on ``bundle`` before it serves (FAISS, the ranker,
+        numpy paths), counted in a scratch registry so the real metrics stay clean."""
+        scratch = Recommender(
+            self.settings, self.holder, self.user_state, self.candidates, OnlineMetrics()
+        )
+        state = UserState("warm-up", recent_items=bundle.popular[:3])
+        for arm in ARMS.values():
+            scratch._compute(bundle, arm, _Gathered(state=state), 10, set())
 
     def arm_of(self, user_id: str) -> Arm:
         return assign(user_id, self.settings.experiment_salt, self.settings.experiment_arms)
@@ -179,6 +190,7 @@ class Recommender:
         state, cands = got.state, got.candidates
         recent = state.recent_items if state is not None else []
         fresh = self._fresh(bundle, state) if state is not None else []
+        t = self._lap(got, "fresh", t)
         cold = not recent and cands is None
         need_popular = cands is None or not cands.items
         pool = blend.merge(
@@ -190,8 +202,9 @@ class Recommender:
             quotas=self.quotas,
         )
         t = self._lap(got, "merge", t)
-        for entry in pool:
-            self.metrics.candidates.labels(entry.kinds[0]).inc()
+        per_source = Counter(entry.sources[0].partition(":")[0] for entry in pool)
+        for source, count in per_source.items():
+            self.metrics.candidates.labels(source).inc(count)
         if not pool:
             return []
         if arm.rerank and bundle.ranker is not None:

@@ -67,7 +67,7 @@ class Runtime:
         given = (user_state, candidates, event_log)
         self._owned = [s for s, g in zip(self.slots, given, strict=True) if g is None]
         self.holder = BundleHolder(
-            ModelRegistry(settings.registry_url), online.device, self.metrics, prepare=self.resolve
+            ModelRegistry(settings.registry_url), online.device, self.metrics, prepare=self.prepare
         )
         self.impressions = ImpressionLogger(self.event_log, self.metrics)
         self.recommender = Recommender(
@@ -101,6 +101,14 @@ class Runtime:
         await asyncio.gather(*(asyncio.to_thread(s.try_open) for s in missing))
         if self._app_state is not None:
             self._app_state.event_log = self.event_log.store
+
+    async def prepare(self, bundle: ServingBundle) -> None:
+        """Before a bundle serves: its candidate version, and one warm-up computation."""
+        await self.resolve(bundle)
+        try:
+            await asyncio.to_thread(self.recommender.warm_up, bundle)
+        except Exception:  # a warm-up failure is the first request's problem, not the swap's
+            log.exception("warm-up on bundle %s failed", bundle.version)
 
     async def resolve(self, bundle: ServingBundle) -> None:
         """Which candidate version goes with ``bundle`` (unknown: the store's live one)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from recsys.bench import nearline, offline
+from recsys.bench import nearline, offline, online
 
 app = typer.Typer(
     help="Benchmarks: wall time, throughput, latency and memory on this machine.",
@@ -12,3 +12,4 @@ app = typer.Typer(
 )
 app.command("offline")(offline.command)
 app.command("nearline")(nearline.command)
+app.command("online")(online.command)
