@@ -280,9 +280,10 @@ def ranking_features(
     history = history_length(spec, stored, recent)
     features = unproposed_features(spec, bundle.popularity_of([p.item_id for p in pool]), history)
     if stored is not None:
-        for i, entry in enumerate(pool):
-            if entry.stored_row is not None:
-                features[i] = stored[entry.stored_row]
+        at = [(i, e.stored_row) for i, e in enumerate(pool) if e.stored_row is not None]
+        if at:
+            rows, stored_rows = zip(*at, strict=True)
+            features[list(rows)] = stored[list(stored_rows)]
     return features
 
 

@@ -47,7 +47,11 @@ class OnlineSettings(BaseSettings):
         "(the ranker re-scores every candidate) and blend (stored order, no re-ranking).",
     )
     fresh_quota: int = Field(50, ge=0, description="Most fresh candidates (recent neighbours).")
-    precomputed_quota: int = Field(200, ge=0, description="Most precomputed candidates.")
+    precomputed_quota: int = Field(
+        100,
+        ge=0,
+        description="Most precomputed candidates (their stored order is already the ranker's).",
+    )
     trending_quota: int = Field(20, ge=0, description="Most trending candidates per request.")
     popular_quota: int = Field(100, ge=0, description="Most popular candidates (cold users).")
     genre_cap: float = Field(

@@ -48,6 +48,7 @@ def command(
     seconds: Annotated[float, typer.Option(help="Seconds of load at each rate.")] = 5.0,
     max_rate: Annotated[int, typer.Option(help="Highest rate the search tries.")] = 1600,
     target_ms: Annotated[float, typer.Option(help="The p99 the search must keep.")] = 80.0,
+    workers: Annotated[int, typer.Option(help="Worker processes of the online API.")] = 1,
     redis_url: Annotated[str, typer.Option(help="Redis.")] = "redis://127.0.0.1:6379/0",
     cassandra_url: Annotated[str, typer.Option(help="Cassandra.")] = "cassandra://127.0.0.1:9042",
     embedded: Annotated[
@@ -82,6 +83,7 @@ def command(
         "rates": rates,
         "seconds": seconds,
         "target_ms": target_ms,
+        "workers": workers,
         "stores": "embedded" if embedded else "redis+cassandra",
     }
     figures: dict[str, Any] = {"machine": machine(), "params": params}
@@ -89,7 +91,8 @@ def command(
     try:
         figures["setup_s"] = _prepare(env, users, items, dim, candidates)
         api, bare = _free_port(), _free_port()
-        servers.append(_serve(["recsys", "online", "serve", "--port", str(api)], env, folder))
+        serve = ["recsys", "online", "serve", "--port", str(api), "--workers", str(workers)]
+        servers.append(_serve(serve, env, folder))
         bare_cmd = [
             "-m", "uvicorn", "--factory", "recsys.bench.online:bare_app",
             "--port", str(bare), "--log-level", "warning", "--no-access-log",
@@ -357,7 +360,7 @@ def _markdown(figures: dict[str, Any]) -> str:
         "",
         f"{p['users']:,} users, {p['items']:,} items (d={p['dim']}), {p['candidates']}"
         f" precomputed candidates per user, stores: {p['stores']}, {p['seconds']:.0f} s per"
-        f" rate; machine: {figures['machine']['cpus']} CPUs.",
+        f" rate, {p['workers']} API worker(s); machine: {figures['machine']['cpus']} CPUs.",
         "",
         "| endpoint | rate (req/s) | achieved | p50 ms | p95 ms | p99 ms | errors | degraded |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
