@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from typing import Any
 
 import numpy as np
 import pytest
@@ -114,3 +115,45 @@ def test_history_length_prefers_the_stored_value() -> None:
     stored = unproposed_features(spec, [3, 4], history=41)
     assert history_length(spec, stored, ["a", "b"]) == 41
     assert history_length(spec, None, ["a", "b", "a"]) == 2
+
+
+def test_store_slot_retries_opening_and_bounds_calls() -> None:
+    import asyncio
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from online.stores import CandidateCache, StageFailed, StoreSlot
+    from shared.storage.factory import open_candidates
+
+    attempts: list[int] = []
+
+    def opener() -> Any:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise ConnectionRefusedError("nobody home")
+        return open_candidates("memory://")
+
+    async def scenario() -> None:
+        with ThreadPoolExecutor(2) as pool:
+            slot = StoreSlot("candidates", opener, pool, retry_s=0.05)
+            assert not slot.try_open() and "nobody home" in (slot.error or "")
+            with pytest.raises(StageFailed, match="unavailable"):
+                await slot.call(lambda s: s.live_version(), 1.0)
+            assert not slot.try_open()  # too soon: not tried again
+            time.sleep(0.06)
+            assert slot.try_open() and slot.ping() is None
+            assert await slot.call(lambda s: s.live_version(), 1.0) is None
+            started = time.perf_counter()
+            with pytest.raises(StageFailed, match="timeout"):
+                await slot.call(lambda s: time.sleep(0.5), 0.02)
+            assert time.perf_counter() - started < 0.2
+            slot.close()
+
+    asyncio.run(scenario())
+    assert len(attempts) == 2
+
+    cache = CandidateCache(ttl_s=60, size=2)
+    for user in ("a", "b", "c"):
+        cache.put("v1", user, None)
+    assert cache.get("v1", "a") == (False, None)  # evicted (LRU, size 2)
+    assert cache.get("v1", "c") == (True, None) and cache.get("v2", "c") == (False, None)
