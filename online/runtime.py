@@ -78,7 +78,13 @@ class Runtime:
 
     def _slot(self, name: str, given: S | None, opener: Callable[[], S]) -> StoreSlot[S]:
         chosen: Callable[[], S] = (lambda: given) if given is not None else opener
-        return StoreSlot(name, chosen, self._executor, self.online.store_retry_s)
+        return StoreSlot(
+            name,
+            chosen,
+            self._executor,
+            self.online.store_retry_s,
+            max_in_flight=self.online.store_threads,
+        )
 
     async def start(self) -> None:
         """Open what answers, load the live bundle, start polling; never fails on a store."""

@@ -35,7 +35,15 @@ class StoreSlot(Generic[S]):
     """A store that may not be open yet; :meth:`call` runs a function of it in the pool."""
 
     def __init__(
-        self, name: str, opener: Callable[[], S], executor: ThreadPoolExecutor, retry_s: float
+        self,
+        name: str,
+        opener: Callable[[], S],
+        executor: ThreadPoolExecutor,
+        retry_s: float,
+        *,
+        trip_after: int = 5,
+        cooldown_s: float = 1.0,
+        max_in_flight: int = 16,
     ) -> None:
         self.name = name
         self._opener = opener
@@ -45,6 +53,15 @@ class StoreSlot(Generic[S]):
         self.store: S | None = None
         self.error: str | None = "not opened yet"
         self._next_try = 0.0
+        # Circuit breaker: after ``trip_after`` failures in a row, calls fail at once for
+        # ``cooldown_s`` (then one goes through to probe), so a stalled store does not
+        # pile blocked calls up in the pool. In-flight calls are capped for the same reason.
+        self.trip_after = trip_after
+        self.cooldown_s = cooldown_s
+        self.max_in_flight = max_in_flight
+        self._failures = 0
+        self._open_until = 0.0
+        self._in_flight = 0
 
     def try_open(self) -> bool:
         """Open the store unless it is open or was tried recently (blocking: off the loop)."""
@@ -71,14 +88,36 @@ class StoreSlot(Generic[S]):
             raise StageFailed(f"unavailable ({self.error})")
         if timeout_s <= 0:
             raise StageFailed("no time left")
+        now = time.monotonic()
+        if now < self._open_until:
+            raise StageFailed(f"unavailable (circuit open after {self._failures} failures)")
+        if self._in_flight >= self.max_in_flight:
+            raise StageFailed(f"unavailable ({self._in_flight} calls still in flight)")
+        if self._failures >= self.trip_after:  # half-open: this call probes the store
+            self._open_until = now + self.cooldown_s
         loop = asyncio.get_running_loop()
+        self._in_flight += 1
         future = loop.run_in_executor(self._executor, fn, store)
+        future.add_done_callback(self._settled)
         try:
-            return await asyncio.wait_for(future, timeout_s)
+            result = await asyncio.wait_for(asyncio.shield(future), timeout_s)
         except TimeoutError:
+            self._failed()
             raise StageFailed(f"timeout after {timeout_s * 1000:.0f} ms") from None
         except Exception as err:
+            self._failed()
             raise StageFailed(_one_line(err)) from err
+        self._failures = 0
+        self._open_until = 0.0
+        return result
+
+    def _settled(self, _: object) -> None:
+        self._in_flight -= 1
+
+    def _failed(self) -> None:
+        self._failures += 1
+        if self._failures >= self.trip_after:
+            self._open_until = time.monotonic() + self.cooldown_s
 
     def ping(self) -> str | None:
         """None when the store answers, else why not (blocking)."""

@@ -145,8 +145,18 @@ def test_store_slot_retries_opening_and_bounds_calls() -> None:
             assert await slot.call(lambda s: s.live_version(), 1.0) is None
             started = time.perf_counter()
             with pytest.raises(StageFailed, match="timeout"):
-                await slot.call(lambda s: time.sleep(0.5), 0.02)
+                await slot.call(lambda s: time.sleep(0.3), 0.02)
             assert time.perf_counter() - started < 0.2
+            slot.trip_after, slot.cooldown_s = 2, 0.3
+            with pytest.raises(StageFailed, match="timeout"):
+                await slot.call(lambda s: time.sleep(0.3), 0.02)
+            started = time.perf_counter()
+            with pytest.raises(StageFailed, match="circuit open"):  # at once, not queued
+                await slot.call(lambda s: s.live_version(), 1.0)
+            assert time.perf_counter() - started < 0.01
+            time.sleep(0.35)  # cooldown over, and the stalled calls finished
+            assert await slot.call(lambda s: s.live_version(), 1.0) is None  # probe heals
+            assert slot._in_flight == 0
             slot.close()
 
     asyncio.run(scenario())
