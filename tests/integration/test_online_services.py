@@ -1,10 +1,10 @@
 """The online API over real Redis, Cassandra and Kafka, served by uvicorn on a real port:
-the full blend, impressions on Kafka, answers on time with Redis or Cassandra gone, and a
-bundle swap under concurrent requests.
+the full blend, impressions on Kafka, answers on time with Redis or Cassandra gone or
+stalled (and recovery after), and a bundle swap under concurrent requests.
 
 "Stopped" never touches the shared services: Redis is a ``redis-server`` of this test's
-own that it kills, Cassandra is a TCP proxy of this test's own that it closes (and a port
-where nothing listens, for an API that starts without Cassandra).
+own that it kills, Cassandra is a TCP proxy of this test's own that it stalls and closes
+(and a port where nothing listens, for an API that starts without Cassandra).
 """
 
 from __future__ import annotations
@@ -81,6 +81,8 @@ class TcpProxy:
         self.port = int(self.listener.getsockname()[1])
         self.conns: list[socket.socket] = []
         self.closed = False
+        self.flowing = threading.Event()  # cleared: bytes are held back (a stalled server)
+        self.flowing.set()
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
@@ -94,15 +96,16 @@ class TcpProxy:
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
 
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
         with contextlib.suppress(OSError):
             while data := src.recv(65536):
+                self.flowing.wait()
                 dst.sendall(data)
         with contextlib.suppress(OSError):
             dst.shutdown(socket.SHUT_WR)
 
     def close(self) -> None:
+        self.flowing.set()
         self.closed = True
         self.listener.close()
         for conn in self.conns:
@@ -234,7 +237,7 @@ def test_redis_stopped_answers_on_time_degraded(world: Settings, tmp_path: Path)
     assert statistics.median(seconds) < BUDGET_MS / 1000
 
 
-def test_cassandra_unreachable_at_start_then_lost_while_serving(world: Settings) -> None:
+def test_cassandra_unreachable_at_start_stalled_then_lost_while_serving(world: Settings) -> None:
     nowhere = f"cassandra://127.0.0.1:{free_port()}/nothing"
     settings = world.model_copy(update={"candidates_url": nowhere})
     with Served(create_app(settings, online())) as client:  # starts without Cassandra
@@ -258,6 +261,17 @@ def test_cassandra_unreachable_at_start_then_lost_while_serving(world: Settings)
         with Served(app) as client:
             before, _ = timed_gets(client, "/v1/users/u1/recommendations", 2)
             assert "precomputed" in kinds(before[-1]) and not before[-1]["degraded"]
+            proxy.flowing.clear()  # stalled: connections open, no answers
+            stalled, seconds = timed_gets(client, "/v1/users/u1/recommendations", 10)
+            assert all("candidates" in b["failures"] for b in stalled)
+            assert any("circuit open" in b["failures"]["candidates"] for b in stalled)
+            assert max(b["timings_ms"]["total"] for b in stalled) < BUDGET_MS
+            assert statistics.median(seconds) < BUDGET_MS / 1000
+            proxy.flowing.set()  # back: answers resume once the breaker lets a probe through
+            deadline = time.monotonic() + 30
+            while client.get("/v1/users/u1/recommendations").json()["degraded"]:
+                assert time.monotonic() < deadline, "no recovery within 30 s of the stall"
+                time.sleep(0.2)
             proxy.close()
             bodies, seconds = timed_gets(client, "/v1/users/u1/recommendations", 10)
             assert client.get("/healthz").status_code == 200
