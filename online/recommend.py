@@ -191,7 +191,7 @@ class Recommender:
         recent = state.recent_items if state is not None else []
         fresh = self._fresh(bundle, state) if state is not None else []
         t = self._lap(got, "fresh", t)
-        cold = not recent and cands is None
+        cold = not recent and cands is None and not got.failures  # known to be new
         need_popular = cands is None or not cands.items
         pool = blend.merge(
             precomputed=(cands.items, cands.scores, cands.sources) if cands else None,
@@ -254,7 +254,7 @@ class Recommender:
     ) -> list[Recommended]:
         recent = set(got.state.recent_items) if got.state else set()
         items = [i for i in bundle.popular if i not in exclude and i not in recent][:k]
-        cold = got.state is None and got.candidates is None
+        cold = got.state is None and got.candidates is None and "user_state" not in got.failures
         entry = blend.Pooled("", [blend.POPULAR])
         return [Recommended(i, 0.0, [blend.POPULAR], blend.reason(entry, str, cold)) for i in items]
 
