@@ -23,6 +23,9 @@ class Arm:
 ARMS: dict[str, Arm] = {
     "control": Arm("control", rerank=True),
     "blend": Arm("blend", rerank=False),
+    # Re-ranks like control, meant to be bound to another bundle (a challenger model)
+    # through the experiment_bundles setting.
+    "challenger": Arm("challenger", rerank=True),
 }
 
 

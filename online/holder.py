@@ -42,10 +42,28 @@ class BundleHolder:
         self._loader = loader
         self._prepare = prepare  # run on a loaded bundle before it is swapped in
         self.current: ServingBundle | None = None
+        self.pinned: dict[str, ServingBundle] = {}  # experiment arms' own bundles, by version
         self.candidate_versions: dict[str, str | None] = {}  # bundle -> candidate version
         self.error: str | None = None
         self._failed: str | None = None  # a version that failed to load
         self._lock = asyncio.Lock()
+
+    async def pin(self, versions: set[str]) -> None:
+        """Load the bundles experiment arms are bound to (once each; failures retried on
+        the next call, while those arms are served by the live bundle)."""
+        for version in sorted(versions - set(self.pinned)):
+            if self.current is not None and self.current.version == version:
+                self.pinned[version] = self.current
+                continue
+            try:
+                path = self.registry.path(version)
+                bundle = await asyncio.to_thread(self._loader, version, path, self.device)
+                if self._prepare is not None:
+                    await self._prepare(bundle)
+            except Exception as err:
+                log.error("bundle %s of an experiment arm failed to load: %s", version, err)
+                continue
+            self.pinned[version] = bundle
 
     async def refresh(self, force: bool = False) -> bool:
         """Swap to the registry's live bundle if it changed; True when a swap happened."""

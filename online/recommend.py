@@ -116,11 +116,15 @@ class Recommender:
     ) -> Answer:
         started = time.perf_counter()
         deadline = started + self.settings.budget_ms / 1000
-        bundle = self.holder.current  # read once: a swap mid-request does not affect us
-        if bundle is None:
+        live = self.holder.current  # read once: a swap mid-request does not affect us
+        if live is None:
             raise NoBundle(self.holder.error or "no bundle loaded")
         arm = self.arm_of(user_id)
+        bound = self.settings.experiment_bundles.get(arm.name)
+        bundle = self.holder.pinned.get(bound, live) if bound else live
         got = await self._gather(bundle, user_id, deadline)
+        if bound and bundle is live and live.version != bound:
+            got.failures["experiment"] = f"bundle {bound} of arm {arm.name} not loaded"
         try:
             items = self._compute(bundle, arm, got, k, exclude)
         except Exception as err:  # a bug must cost quality, not the answer

@@ -90,6 +90,7 @@ class Runtime:
         """Open what answers, load the live bundle, start polling; never fails on a store."""
         await self.open_missing()
         await self.holder.refresh()
+        await self.holder.pin(set(self.online.experiment_bundles.values()))
         self._poller = asyncio.create_task(self._poll(), name="bundle-poller")
 
     async def stop(self) -> None:
@@ -133,6 +134,7 @@ class Runtime:
             try:
                 await self.open_missing()
                 await self.holder.refresh()
+                await self.holder.pin(set(self.online.experiment_bundles.values()))
                 current = self.holder.current
                 if current is not None and current.version not in self.holder.candidate_versions:
                     await self.resolve(current)

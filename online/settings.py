@@ -46,6 +46,11 @@ class OnlineSettings(BaseSettings):
         description='Arm weights as JSON, e.g. {"control": 0.5, "blend": 0.5}; arms: control '
         "(the ranker re-scores every candidate) and blend (stored order, no re-ranking).",
     )
+    experiment_bundles: dict[str, str] = Field(
+        default_factory=dict,
+        description='Arm -> bundle version it is served from, as JSON, e.g. {"challenger": '
+        '"20261129T103000Z-3fa2c1"}; arms not listed follow the live bundle.',
+    )
     fresh_quota: int = Field(50, ge=0, description="Most fresh candidates (recent neighbours).")
     precomputed_quota: int = Field(
         100,
@@ -70,3 +75,13 @@ class OnlineSettings(BaseSettings):
         if unknown or not arms or any(w < 0 for w in arms.values()) or sum(arms.values()) <= 0:
             raise ValueError(f"arms must be among {sorted(ARMS)} with weights >= 0, got {arms}")
         return arms
+
+    @field_validator("experiment_bundles")
+    @classmethod
+    def _known_bound_arms(cls, bound: dict[str, str]) -> dict[str, str]:
+        from online.experiments import ARMS
+
+        unknown = set(bound) - set(ARMS)
+        if unknown:
+            raise ValueError(f"unknown arms {sorted(unknown)}; arms are {sorted(ARMS)}")
+        return bound

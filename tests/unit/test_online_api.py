@@ -318,3 +318,21 @@ def test_ranker_is_resident_on_the_one_chosen_device(settings: Settings, version
     assert all(p.device.type == expected.type for p in bundle.ranker.net.parameters())
     scores = bundle.ranker.score(np.zeros((300, len(bundle.ranker.spec.names)), np.float32))
     assert scores.shape == (300,) and scores.dtype == np.float32
+
+
+def test_challenger_arm_is_served_by_its_own_bundle(settings: Settings, stores: Any) -> None:
+    registry = ModelRegistry(settings.registry_url)
+    live = registry.live()
+    assert live is not None
+    challenger = make_bundle(registry, seed=3)  # published, never promoted
+    app = build(
+        settings,
+        stores,
+        experiment_arms={"control": 1.0, "challenger": 1.0},
+        experiment_bundles={"challenger": challenger},
+    )
+    with TestClient(app) as client:
+        bodies = [client.get(f"/v1/users/u{j}/recommendations").json() for j in range(10)]
+    served = {(b["arm"], b["bundle"]) for b in bodies}
+    assert served == {("control", live.version), ("challenger", challenger)}
+    assert not any(b["degraded"] for b in bodies)
