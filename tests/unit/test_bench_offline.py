@@ -32,8 +32,8 @@ def test_quick_run_writes_every_figure(tmp_path: Path, monkeypatch: pytest.Monke
     for step in (*JOB_STEPS, "promote"):
         assert size["steps"][step]["seconds"] >= 0
         assert size["steps"][step]["peak_rss_mb"] > 0
-    for step in JOB_STEPS:  # promote can take under a millisecond
-        assert size["steps"][step]["seconds"] > 0
+    # Steps are timed to 0.1 s (the CLI's progress lines): fast ones may read 0.0.
+    assert size["steps"]["pipeline"]["seconds"] > 0
     assert size["total_seconds"] > 0
     assert size["peak_rss_mb"] >= max(v["peak_rss_mb"] for v in size["steps"].values())
     assert set(size["pipeline_steps"]) == {"ingest", "clean", "split", "features"}
