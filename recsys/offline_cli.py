@@ -237,4 +237,5 @@ def evaluate(
         f"bundle [bold]{bundle}[/]: {out['users']:,} users evaluated from the candidate store"
     )
     for name, value in out["metrics"].items():
-        console.print(f"  {name:<22} {value:.4f}")
+        if name != "users":  # printed above
+            console.print(f"  {name:<22} {value:.4f}")
