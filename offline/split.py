@@ -14,6 +14,7 @@ in the input's row order; the index is kept so a row can be traced back to its s
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 BENCHMARK_SEED = 42
@@ -75,15 +76,31 @@ def temporal_split(
     (sorted by time); all events sharing that timestamp go to test, so no second is split
     in two. Test users without training events are kept: they are the cold-start slice.
     """
-    if not 0.0 < test_fraction < 1.0:
-        raise ValueError(f"test_fraction must be between 0 and 1, got {test_fraction}")
     times = df[time_col].to_numpy()
     if len(times) == 0:
+        _check_fraction(test_fraction)
         return df, df
-    ordered = np.sort(times, kind="stable")
-    position = min(int(np.floor(len(times) * (1.0 - test_fraction))), len(times) - 1)
-    in_train = times < ordered[position]
+    in_train = times < temporal_cut(times, test_fraction)
     return df[in_train], df[~in_train]
+
+
+def temporal_cut(times: npt.ArrayLike, test_fraction: float) -> int:
+    """The cut of :func:`temporal_split`: events before it train, the rest test.
+
+    Needs only the timestamps, so a big log can be cut without moving its rows (the
+    pipeline collects this one column and filters in Spark).
+    """
+    _check_fraction(test_fraction)
+    ordered = np.sort(np.asarray(times), kind="stable")
+    if len(ordered) == 0:
+        raise ValueError("temporal_cut: no timestamps")
+    position = min(int(np.floor(len(ordered) * (1.0 - test_fraction))), len(ordered) - 1)
+    return int(ordered[position])
+
+
+def _check_fraction(test_fraction: float) -> None:
+    if not 0.0 < test_fraction < 1.0:
+        raise ValueError(f"test_fraction must be between 0 and 1, got {test_fraction}")
 
 
 def _stratified_mask(users: pd.Series, ratio: float, seed: int) -> np.ndarray:

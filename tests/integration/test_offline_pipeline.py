@@ -25,7 +25,7 @@ from offline.pipeline import (
 )
 from offline.pipeline.dag import MANIFEST
 from offline.spark import spark_session
-from offline.split import benchmark_split
+from offline.split import benchmark_split, temporal_split
 from shared.data.movielens import load_items, load_ratings
 from shared.errors import DataError
 from shared.features import item_stats, user_features
@@ -220,3 +220,26 @@ def test_movielens_benchmark_split_and_features_match_the_pure_functions(
     )
     assert spark_items.loc["50", "popularity_rank"] == 1  # Star Wars, the most rated
     assert spark_items.loc["1", "genre_Comedy"] == 1  # Toy Story
+
+
+def test_temporal_split_in_spark_matches_the_pure_function(
+    spark: SparkSession, settings: Settings
+) -> None:
+    """The temporal split filters in Spark; its parts equal the pure version's, row for row."""
+    frame = _frame(n_users=30, n_items=20, seed=4)
+    result = run_pipeline(
+        settings,
+        FrameSource(frame, "temporal"),
+        split=SplitParams(kind="temporal", test_fraction=0.3),
+        spark=spark,
+    )
+    train, test = temporal_split(frame, test_fraction=0.3)
+    key = ["user_id", "item_id", "timestamp"]
+
+    def rows(part: pd.DataFrame) -> list[tuple[Any, ...]]:
+        return sorted(part[key].astype(str).itertuples(index=False, name=None))
+
+    assert len(train) and len(test)
+    assert rows(_pandas(result.path("split", "train"), spark)) == rows(train)
+    assert rows(_pandas(result.path("split", "test"), spark)) == rows(test)
+    assert result.steps["split"].info["cut"] == int(test["timestamp"].min())
