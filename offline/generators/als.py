@@ -5,14 +5,13 @@ from __future__ import annotations
 from typing import Any, Self
 
 import numpy as np
-import numpy.typing as npt
 import scipy.sparse as sp
 
-from offline.generators.base import ScoringGenerator
+from offline.generators.base import FactorGenerator
 from offline.generators.device import resolve_device
 
 
-class AlsGenerator(ScoringGenerator):
+class AlsGenerator(FactorGenerator):
     """Hu, Koren & Volinsky ALS; confidence = 1 + alpha * weight.
 
     ``bm25`` re-weights the matrix with implicit's BM25 first (down-weights heavy users
@@ -43,8 +42,8 @@ class AlsGenerator(ScoringGenerator):
         self.seed = seed
         self.device = resolve_device(device)
         self.num_threads = num_threads  # implicit's own CPU threads; 0 = all cores
-        self._users: npt.NDArray[np.float32] | None = None
-        self._items: npt.NDArray[np.float32] | None = None
+        self._users = None
+        self._items = None
 
     def fit(self, interactions: sp.csr_matrix) -> Self:
         from implicit.als import AlternatingLeastSquares
@@ -75,14 +74,3 @@ class AlsGenerator(ScoringGenerator):
         self._users = np.asarray(model.user_factors, dtype=np.float32)
         self._items = np.asarray(model.item_factors, dtype=np.float32)
         return self
-
-    def score(self, user_indices: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
-        if self._users is None or self._items is None:
-            raise RuntimeError("als: call fit() first")
-        return self._users[user_indices] @ self._items.T
-
-    def item_embeddings(self) -> npt.NDArray[np.float32] | None:
-        return self._items
-
-    def user_embeddings(self) -> npt.NDArray[np.float32] | None:
-        return self._users

@@ -100,6 +100,25 @@ class ScoringGenerator(CandidateGenerator):
         return items, scores
 
 
+class FactorGenerator(ScoringGenerator):
+    """A matrix factorisation: score = user vector . item vector. Subclasses set
+    ``_users`` ``[users, d]`` and ``_items`` ``[items, d]`` in ``fit``."""
+
+    _users: npt.NDArray[np.float32] | None = None
+    _items: npt.NDArray[np.float32] | None = None
+
+    def score(self, user_indices: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
+        if self._users is None or self._items is None:
+            raise RuntimeError(f"{self.name}: call fit() first")
+        return self._users[user_indices] @ self._items.T
+
+    def item_embeddings(self) -> npt.NDArray[np.float32] | None:
+        return self._items
+
+    def user_embeddings(self) -> npt.NDArray[np.float32] | None:
+        return self._users
+
+
 def top_n(scores: npt.NDArray[np.float32], n: int) -> tuple[ItemArray, ScoreArray]:
     """Best ``n`` columns per row, best first; ties by lower index; ``-inf`` slots -> -1."""
     n_rows, n_cols = scores.shape

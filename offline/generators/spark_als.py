@@ -16,7 +16,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from offline.generators.als import AlsGenerator
-from offline.generators.base import ScoringGenerator
+from offline.generators.base import FactorGenerator, ScoringGenerator
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -25,7 +25,7 @@ Backend = Literal["implicit", "spark"]
 _SCHEMA = "user int, item int, weight float"
 
 
-class SparkAlsGenerator(ScoringGenerator):
+class SparkAlsGenerator(FactorGenerator):
     """Hu, Koren & Volinsky ALS on Spark (``ALS(implicitPrefs=True)``); confidence =
     1 + alpha * weight.
 
@@ -63,8 +63,8 @@ class SparkAlsGenerator(ScoringGenerator):
         self.seed = seed
         # Spark's default of 10 user and 10 item blocks; fewer suits small data on few cores.
         self.num_blocks = num_blocks
-        self._users: npt.NDArray[np.float32] | None = None
-        self._items: npt.NDArray[np.float32] | None = None
+        self._users = None
+        self._items = None
 
     def fit(self, interactions: sp.csr_matrix) -> Self:
         from pyspark.ml.recommendation import ALS
@@ -101,17 +101,6 @@ class SparkAlsGenerator(ScoringGenerator):
             }
         )
         return self.spark.createDataFrame(frame, schema=_SCHEMA)
-
-    def score(self, user_indices: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
-        if self._users is None or self._items is None:
-            raise RuntimeError("spark_als: call fit() first")
-        return self._users[user_indices] @ self._items.T
-
-    def item_embeddings(self) -> npt.NDArray[np.float32] | None:
-        return self._items
-
-    def user_embeddings(self) -> npt.NDArray[np.float32] | None:
-        return self._users
 
 
 def _dense_factors(factors: DataFrame, rows: int, rank: int) -> npt.NDArray[np.float32]:

@@ -32,11 +32,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
-import orjson
 import typer
 
-from recsys.bench.results import machine, results_dir, write_json, write_markdown
-from recsys.console import console
+from recsys.bench.results import finish, machine, results_dir
 from shared.settings import Settings
 
 EVENT_TYPES = ("impression", "click", "play", "play", "rate", "add_to_list", "skip")
@@ -90,13 +88,7 @@ def command(
         ]
     finally:
         run.close()
-    write_json(folder, figures)
-    write_markdown(folder, _markdown(figures))
-    if json:
-        sys.stdout.write(orjson.dumps(figures, option=orjson.OPT_SERIALIZE_NUMPY).decode() + "\n")
-    else:
-        console.print(_markdown(figures))
-        console.print(f"results in {folder}")
+    finish(folder, figures, _markdown(figures), json)
 
 
 def _pct(values: list[float], q: float) -> float:

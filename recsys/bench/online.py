@@ -30,10 +30,9 @@ from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 import numpy as np
-import orjson
 import typer
 
-from recsys.bench.results import machine, results_dir, write_json, write_markdown
+from recsys.bench.results import finish, machine, results_dir
 from recsys.console import console
 from shared.settings import Settings
 
@@ -128,13 +127,7 @@ def command(
                 server.kill()
         if not embedded:
             _drop_keyspace(cassandra_url, keyspace)
-    write_json(folder, figures)
-    write_markdown(folder, _markdown(figures))
-    if json:
-        sys.stdout.write(orjson.dumps(figures, option=orjson.OPT_SERIALIZE_NUMPY).decode() + "\n")
-    else:
-        console.print(_markdown(figures))
-        console.print(f"results in {folder}")
+    finish(folder, figures, _markdown(figures), json)
 
 
 def bare_app() -> Any:

@@ -47,3 +47,18 @@ def write_markdown(folder: Path, text: str) -> Path:
     path = folder / "results.md"
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def finish(folder: Path, figures: dict[str, Any], markdown: str, as_json: bool) -> None:
+    """Write results.json and results.md, then print the JSON (``--json``) or the summary."""
+    import sys
+
+    from recsys.console import console
+
+    write_json(folder, figures)
+    write_markdown(folder, markdown)
+    if as_json:
+        sys.stdout.write(orjson.dumps(figures, option=orjson.OPT_SERIALIZE_NUMPY).decode() + "\n")
+    else:
+        console.print(markdown)
+        console.print(f"results in {folder}")
