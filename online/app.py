@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import APIRouter, FastAPI
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
 
-from online.routers import admin, health, items, users
+from online.routers import admin, health, home, items, users
 from online.runtime import Runtime
 from online.settings import OnlineSettings
 from shared.settings import Settings
@@ -64,9 +67,24 @@ def create_app(
     )
 
     app.include_router(users.router)
+    app.include_router(home.router)
     app.include_router(items.router)
     for router in routers:
         app.include_router(router)
     app.include_router(admin.router)
     app.include_router(health.router)
+    _serve_client(app)
     return app
+
+
+CLIENT_DIR = Path(__file__).with_name("client")
+
+
+def _serve_client(app: FastAPI) -> None:
+    """The demo web client: static files, no build step, at ``/``."""
+
+    @app.get("/", include_in_schema=False)
+    def index() -> FileResponse:
+        return FileResponse(CLIENT_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+    app.mount("/client", StaticFiles(directory=CLIENT_DIR), name="client")

@@ -31,6 +31,8 @@ class SimilarItem(BaseModel):
     item_id: str
     score: float
     title: str
+    year: int | None = None
+    genres: list[str] = Field(default_factory=list)
 
 
 class SimilarResponse(BaseModel):
@@ -60,3 +62,40 @@ class ReloadResponse(BaseModel):
     swapped: bool
     bundle: str | None
     error: str | None = None
+
+
+class Tile(BaseModel):
+    item_id: str
+    title: str
+    year: int | None
+    genres: list[str]
+    score: float = Field(description="Ranker score, neighbour similarity or trending score.")
+    sources: list[str]
+    reason: str
+
+
+class HomeRow(BaseModel):
+    id: str = Field(description="top_picks, because_you_watched or trending.")
+    title: str
+    items: list[Tile]
+    sources: list[str] = Field(description="The sources of the row's items.")
+    bundle: str
+    server_ms: float = Field(description="Server time spent on this row.")
+    anchor: str | None = Field(None, description="The item a 'because you watched' row is about.")
+    degraded: bool
+    failures: dict[str, str]
+    timings_ms: dict[str, float] = Field(description="Stage timings (top picks only).")
+
+
+class HomeResponse(BaseModel):
+    user_id: str
+    arm: str
+    bundle: str
+    rows: list[HomeRow]
+    recent: list[str] = Field(description="The user's recent items, most recent first.")
+    server_ms: float
+
+
+class UsersResponse(BaseModel):
+    users: list[str] = Field(description="Users the bundle was trained on (a sample).")
+    bundle: str

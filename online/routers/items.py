@@ -48,13 +48,14 @@ def similar(
 ) -> SimilarResponse:
     """The items nearest to this one in the bundle's embedding space (FAISS)."""
     _known(bundle, item_id)
-    items = [
-        SimilarItem(item_id=other, score=score, title=_title(bundle, other))
-        for other, score in bundle.similar(item_id, k)
-    ]
+    items = [_similar(bundle, other, score) for other, score in bundle.similar(item_id, k)]
     return SimilarResponse(item_id=item_id, items=items, bundle=bundle.version)
 
 
-def _title(bundle: ServingBundle, item_id: str) -> str:
+def _similar(bundle: ServingBundle, item_id: str, score: float) -> SimilarItem:
     found = bundle.items.get(item_id)
-    return found.title if found else item_id
+    if found is None:
+        return SimilarItem(item_id=item_id, score=score, title=item_id)
+    return SimilarItem(
+        item_id=item_id, score=score, title=found.title, year=found.year, genres=list(found.genres)
+    )
