@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Annotated
 
 import typer
 from pydantic import ValidationError
@@ -31,11 +32,42 @@ app.add_typer(online_cli.app, name="online")
 
 
 @app.command()
-def demo() -> None:
-    """Run the demo on embedded defaults (nothing to start)."""
-    from recsys.demo import run_demo
+def demo(
+    host: Annotated[str, typer.Option(help="Address the web client and API listen on.")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
+    services: Annotated[
+        bool,
+        typer.Option(
+            "--services", help="Real Kafka, Redis and Cassandra on 127.0.0.1 (recsys services up)."
+        ),
+    ] = False,
+    dataset: Annotated[
+        str | None,
+        typer.Option(help="movielens-100k or synthetic [default: MovieLens 100K when found]."),
+    ] = None,
+    synthetic_interactions: Annotated[
+        int, typer.Option(min=1_000, help="Size of the synthetic dataset when one is generated.")
+    ] = 100_000,
+    retrain: Annotated[
+        bool, typer.Option("--retrain", help="Train a new bundle even if one is live.")
+    ] = False,
+) -> None:
+    """The demo: train a bundle (unless one is live), start the nearline worker and the API
+    with its web client, on embedded stores (nothing to start) or --services."""
+    from recsys.demo import DemoOptions, run_demo
 
-    run_demo()
+    run_demo(
+        DemoOptions(
+            host=host,
+            port=port,
+            services=services,
+            dataset=dataset,
+            synthetic_interactions=synthetic_interactions,
+            retrain=retrain,
+        )
+    )
 
 
 def main() -> None:

@@ -1,103 +1,303 @@
-"""``recsys demo``: what exists so far, end to end on the embedded defaults.
+"""``recsys demo``: the three tiers on one machine, and a web client to watch them work.
 
-Today that is the data layer and the storage roles: the demo loads MovieLens 100K (or
-synthetic data), replays its latest interactions as events through the event log, and
-folds them into the event history exactly as the nearline tier will, idempotently, so a
-second run changes nothing. The tiers (issues 3 to 6) extend it into the full demo.
+1. **Stores**: the embedded defaults (SQLite files under ``RECSYS_HOME``), or with
+   ``--services`` the real Kafka, Redis and Cassandra on 127.0.0.1 (``recsys services up``);
+   a ``RECSYS_*_URL`` variable that is set wins over both.
+2. **Offline**: unless the registry already has a live bundle (``--retrain`` forces a new
+   one), the offline job trains on all of MovieLens 100K (or synthetic data when it is not
+   found) with ``--split none``, as a production run does, and promotes the bundle.
+3. **Nearline**: each user's last few interactions are replayed as events through the
+   event log (idempotent ids: a second start adds nothing), and a nearline worker folds
+   every event, replayed or sent from the browser, into the user state and history.
+4. **Online**: the API, with the web client at ``/``, on ``--host``/``--port``.
+
+Ctrl+C (or SIGTERM) stops the API, then the worker, which finishes its batch and commits.
 """
 
 from __future__ import annotations
 
+import os
+import socket
+import threading
 import time
+import warnings
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pandas as pd
-from rich.table import Table
 
-from recsys.console import console
-from shared.data.movielens import load_ratings
-from shared.data.stats import describe_interactions
-from shared.data.synthetic import generate
+from recsys.console import console, err_console
+from shared.data.sources import MOVIELENS_100K, SYNTHETIC
+from shared.errors import ConfigError, DataError
 from shared.events import Event, EventType
 from shared.settings import Settings
-from shared.storage.factory import Stores, open_stores
 
-REPLAYED = 2_000
-GROUP = "demo"
+if TYPE_CHECKING:
+    from shared.storage.base import Store
+
+# What --services points the storage roles at (those `recsys services up` starts).
+SERVICE_URLS = {
+    "RECSYS_EVENT_LOG_URL": "kafka://127.0.0.1:9092/events",
+    "RECSYS_USER_STATE_URL": "redis://127.0.0.1:6379/0",
+    "RECSYS_CANDIDATES_URL": "cassandra://127.0.0.1:9042/recsys",
+    "RECSYS_HISTORY_URL": "cassandra://127.0.0.1:9042/recsys",
+}
+REPLAY_PER_USER = 5
+WORKER_GROUP = "nearline"
 
 
-def _load(settings: Settings) -> tuple[pd.DataFrame, str]:
-    if (settings.movielens_dir / "u.data").is_file():
-        return load_ratings(settings.movielens_dir), f"MovieLens 100K ({settings.movielens_dir})"
+@dataclass(frozen=True)
+class DemoOptions:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    services: bool = False
+    dataset: str | None = None  # movielens-100k, synthetic; None: ML-100K when found
+    synthetic_interactions: int = 100_000
+    retrain: bool = False
+
+
+def run_demo(options: DemoOptions | None = None) -> None:
+    options = options or DemoOptions()
+    # PySpark warns on each pandas conversion that pandas 3 is not fully supported; the
+    # offline tests compare Spark and pandas results exactly, so this is noise here.
+    warnings.filterwarnings("ignore", "PySpark does not yet fully support pandas")
+    _check_port(options.host, options.port)
+    if options.services:
+        for name, url in SERVICE_URLS.items():
+            os.environ.setdefault(name, url)
+    settings = Settings()
+    _check_stores(settings)
+
+    frame, dataset = _data(settings, options)
+    version = _bundle(settings, dataset, options.retrain)
+    replayed = _replay(settings, frame)
     console.print(
-        f"MovieLens 100K not found in {settings.movielens_dir} (set RECSYS_MOVIELENS_DIR or run"
-        " `recsys data download movielens-100k`); using synthetic data"
+        f"nearline: replayed the last {REPLAY_PER_USER} events of each user ({replayed:,} events)"
     )
-    return generate(100_000, seed=7).interactions, "synthetic (100,000 interactions, seed 7)"
+
+    stop = threading.Event()
+    worker = threading.Thread(target=_nearline, args=(settings, stop), name="nearline", daemon=True)
+    worker.start()
+    try:
+        _serve(settings, options, version)
+    finally:
+        stop.set()
+        worker.join(30)
+    console.print("demo stopped (the nearline worker committed what it had applied)")
 
 
-def _as_events(frame: pd.DataFrame) -> list[Event]:
-    columns = zip(
-        frame["user_id"].tolist(),
-        frame["item_id"].tolist(),
-        frame["rating"].tolist(),
-        frame["timestamp"].tolist(),
+def _check_port(host: str, port: int) -> None:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as err:
+            raise ConfigError(
+                f"cannot listen on {host}:{port} ({err.strerror}): pass --port"
+            ) from err
+
+
+def _check_stores(settings: Settings) -> None:
+    from shared.storage.factory import open_stores
+
+    stores = open_stores(settings)  # one line naming the role and URL when one is down
+    try:
+        stores.init_schema()
+    finally:
+        stores.close()
+    kinds = {
+        url.split(":", 1)[0]
+        for url in (
+            settings.event_log_url,
+            settings.user_state_url,
+            settings.candidates_url,
+            settings.history_url,
+        )
+    }
+    where = "embedded stores" if kinds == {"sqlite"} else f"stores: {', '.join(sorted(kinds))}"
+    console.print(f"[bold]tiered-recsys demo[/] on {where} (home {settings.home})")
+
+
+def _data(settings: Settings, options: DemoOptions) -> tuple[pd.DataFrame, str]:
+    """The interactions to train on and replay, and the dataset name the job reads."""
+    from shared.data.catalog import DatasetPaths, load_dataset
+
+    found = (settings.movielens_dir / "u.data").is_file()
+    dataset = options.dataset or (MOVIELENS_100K if found else SYNTHETIC)
+    if dataset == MOVIELENS_100K and not found:
+        raise DataError(
+            f"MovieLens 100K not found in {settings.movielens_dir}: set RECSYS_MOVIELENS_DIR or"
+            " run `recsys data download movielens-100k` (or use --dataset synthetic)"
+        )
+    if dataset == SYNTHETIC:
+        _ensure_synthetic(settings, options.synthetic_interactions)
+    elif dataset != MOVIELENS_100K:
+        raise DataError(f"--dataset {dataset!r}: use {MOVIELENS_100K} or {SYNTHETIC}")
+    if dataset == MOVIELENS_100K and options.dataset is None:
+        console.print(f"data: MovieLens 100K from {settings.movielens_dir}")
+    frame, label = load_dataset(
+        dataset, DatasetPaths(settings.movielens_dir, settings.datasets_dir)
+    )
+    console.print(f"data: {label}, {len(frame):,} interactions")
+    return frame, dataset
+
+
+def _ensure_synthetic(settings: Settings, interactions: int) -> None:
+    from shared.data.synthetic_io import is_synthetic_dir, write_synthetic
+
+    target = settings.datasets_dir / SYNTHETIC
+    if not is_synthetic_dir(target):
+        console.print(
+            f"data: MovieLens 100K not found in {settings.movielens_dir} (set RECSYS_MOVIELENS_DIR"
+            " or run `recsys data download movielens-100k`); generating synthetic data"
+        )
+        write_synthetic(target, interactions, None, None, seed=7)
+
+
+def _bundle(settings: Settings, dataset: str, retrain: bool) -> str:
+    """The live bundle, trained now when there is none (or ``retrain``)."""
+    from shared.registry import ModelRegistry
+
+    live = ModelRegistry(settings.registry_url).live()
+    if live is not None and not retrain and _has_candidates(settings, live.version):
+        console.print(
+            f"offline: serving the live bundle {live.version} (trained"
+            f" {time.strftime('%Y-%m-%d %H:%M', time.gmtime(live.created_at))} UTC);"
+            " --retrain trains a new one"
+        )
+        return live.version
+    return _train(settings, dataset)
+
+
+def _has_candidates(settings: Settings, version: str) -> bool:
+    from shared.storage.factory import open_candidates
+
+    store = open_candidates(settings.candidates_url)
+    try:
+        return version in {v.version for v in store.versions()}
+    finally:
+        store.close()
+
+
+def _train(settings: Settings, dataset: str) -> str:
+    from offline.job import JobSpec, run_offline
+    from offline.pipeline.split import SplitParams
+    from recsys.offline_cli import dataset_items
+
+    console.print(
+        "offline: training on everything (Spark pipeline, generators, ranker, FAISS index):"
+        " a few minutes on two cores"
+    )
+    spec = JobSpec(
+        source=dataset,
+        label=dataset,
+        split=SplitParams(kind="none"),
+        items=dataset_items(settings, dataset),
+        candidates_per_user=settings.candidates_per_user,
+    )
+
+    def progress(step: str, seconds: float, detail: str) -> None:
+        err_console.print(f"[green]✓[/] {step:<11} {seconds:7.1f}s  {detail}", soft_wrap=True)
+
+    result = run_offline(settings, spec, progress)
+    console.print(f"offline: bundle {result.version} promoted")
+    return result.version
+
+
+def replay_events(frame: pd.DataFrame, per_user: int = REPLAY_PER_USER) -> list[Event]:
+    """Each user's last ``per_user`` interactions as events with deterministic ids."""
+    recent = (
+        frame.sort_values(["user_id", "timestamp"], kind="stable").groupby("user_id").tail(per_user)
+    )
+    rows = zip(
+        recent["user_id"].astype(str).tolist(),
+        recent["item_id"].astype(str).tolist(),
+        recent["rating"].astype(float).tolist(),
+        recent["timestamp"].astype(float).tolist(),
         strict=True,
     )
     return [
         Event(
-            event_id=f"demo-{user}-{item}-{timestamp}",
+            event_id=f"replay-{user}-{item}-{int(ts)}",
             user_id=user,
             item_id=item,
             type=EventType.RATE,
-            value=float(rating),
-            timestamp=float(timestamp),
+            value=rating,
+            timestamp=ts,
             context={"source": "demo-replay"},
         )
-        for user, item, rating, timestamp in columns
+        for user, item, rating, ts in rows
     ]
 
 
-def _replay(stores: Stores, events: list[Event]) -> tuple[int, float]:
-    """Events -> event log -> consumer -> history; returns (records consumed, seconds)."""
-    started = time.perf_counter()
-    stores.event_log.append([(e.user_id, e.to_json()) for e in events])
-    consumer = stores.event_log.consumer(GROUP)
-    consumed = 0
+def _replay(settings: Settings, frame: pd.DataFrame) -> int:
+    from shared.storage.factory import open_event_log
+
+    events = replay_events(frame)
+    log = open_event_log(settings.event_log_url)
     try:
-        while batch := consumer.poll(max_records=500, timeout_s=0.2):
-            stores.history.append([Event.from_json(r.value) for r in batch])
-            consumer.commit()  # only after the write succeeded: at-least-once, idempotent
-            consumed += len(batch)
+        log.append([(e.user_id, e.to_json()) for e in events])
     finally:
-        consumer.close()
-    return consumed, time.perf_counter() - started
+        log.close()
+    return len(events)
 
 
-def run_demo(settings: Settings | None = None) -> None:
-    """Load data, replay recent interactions through the storage roles, show one user."""
-    settings = settings or Settings()
-    frame, source = _load(settings)
-    stats = describe_interactions(frame, source)
-    console.print(
-        f"[bold]{source}[/]: {stats.interactions:,} interactions, {stats.users:,} users,"
-        f" {stats.items:,} items, density {stats.density:.4f}, {stats.time_range}"
-    )
-    stores = open_stores(settings)
+def _nearline(settings: Settings, stop: threading.Event) -> None:
+    """The nearline worker, in this process, until ``stop``."""
+    from nearline.embeddings import LiveItemVectors
+    from nearline.lake import LakeWriter
+    from nearline.metrics import NearlineMetrics
+    from nearline.worker import Worker, WorkerConfig
+    from shared.registry import ModelRegistry
+    from shared.storage import factory
+
+    stores: list[Store] = []
     try:
-        stores.init_schema()
-        recent = frame.sort_values("timestamp", kind="stable").tail(REPLAYED)
-        consumed, seconds = _replay(stores, _as_events(recent))
-        user = str(recent["user_id"].value_counts().index[0])
-        history = stores.history.for_user(user, limit=5)
+        event_log = factory.open_event_log(settings.event_log_url)
+        stores.append(event_log)
+        state = factory.open_user_state(
+            settings.user_state_url, settings.user_state_ttl_s, settings.recent_items_cap
+        )
+        stores.append(state)
+        history = factory.open_history(settings.history_url)
+        stores.append(history)
+        worker = Worker(
+            event_log,
+            state,
+            history,
+            LakeWriter(settings.lake_dir, event_log.topic),
+            vectors=LiveItemVectors(ModelRegistry(settings.registry_url)),
+            config=WorkerConfig(group_id=WORKER_GROUP, poll_timeout_s=0.05),
+            metrics=NearlineMetrics(),
+        )
+        worker.run(stop)
+    except Exception as err:  # the API keeps serving; the page says events are not applied
+        err_console.print(f"[red]nearline worker stopped:[/] {type(err).__name__}: {err}")
     finally:
-        stores.close()
-    table = Table("time (UTC)", "item", "event", "value", title=f"latest events of user {user}")
-    for e in history:
-        stamp = time.strftime("%Y-%m-%d %H:%M", time.gmtime(e.timestamp))
-        table.add_row(stamp, e.item_id, e.type.value, f"{e.value:g}" if e.value is not None else "")
-    console.print(table)
-    console.print(
-        f"replayed {len(recent):,} events through the event log; consumed {consumed:,} new"
-        f" records into the event history in {seconds:.2f} s (stores under {settings.home}/)."
-        " The offline, nearline and online tiers come next."
+        for store in stores:
+            store.close()
+
+
+def _serve(settings: Settings, options: DemoOptions, version: str) -> None:
+    import uvicorn
+
+    from nearline.api import router as events_router
+    from online.app import create_app
+    from online.settings import OnlineSettings
+
+    app = create_app(settings, OnlineSettings(), routers=[events_router])
+    server = uvicorn.Server(
+        uvicorn.Config(app, host=options.host, port=options.port, log_level="warning")
     )
+
+    def announce() -> None:
+        while not server.started and not server.should_exit:
+            time.sleep(0.05)
+        if server.started:
+            console.print(
+                f"[bold green]demo ready:[/] open http://{options.host}:{options.port}/"
+                f" (bundle {version}; API docs at /docs; Ctrl+C stops)"
+            )
+
+    threading.Thread(target=announce, name="announce", daemon=True).start()
+    server.run()

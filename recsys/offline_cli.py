@@ -148,11 +148,8 @@ def _source(
     if dataset is not None:
         if columns is not None:
             raise DataError("--columns applies to --interactions, not to --dataset")
-        if dataset == MOVIELENS_100K:
-            return dataset, dataset, _movielens_items(settings.movielens_dir)
-        if dataset == SYNTHETIC:
-            synthetic = settings.datasets_dir / SYNTHETIC / "items.parquet"
-            return dataset, dataset, _items(synthetic) if synthetic.is_file() else None
+        if dataset in (MOVIELENS_100K, SYNTHETIC):
+            return dataset, dataset, dataset_items(settings, dataset)
         if dataset == LAKE:
             return EventLake(settings.lake_dir), str(settings.lake_dir), None
         raise DataError(
@@ -164,6 +161,14 @@ def _source(
     paths = DatasetPaths(settings.movielens_dir, settings.datasets_dir)
     frame, label = load_dataset(str(interactions), paths, mapping)
     return FrameSource(frame, name=label), label, None
+
+
+def dataset_items(settings: Settings, dataset: str) -> pd.DataFrame | None:
+    """The item metadata (titles, years, genres) of a named dataset, when it has any."""
+    if dataset == MOVIELENS_100K:
+        return _movielens_items(settings.movielens_dir)
+    synthetic = settings.datasets_dir / SYNTHETIC / "items.parquet"
+    return _items(synthetic) if dataset == SYNTHETIC and synthetic.is_file() else None
 
 
 def _holdout(settings: Settings, path: Path, columns: str | None) -> pd.DataFrame:
