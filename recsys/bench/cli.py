@@ -1,10 +1,10 @@
-"""``recsys bench offline|nearline|online``: each subcommand lives in its own module."""
+"""``recsys bench offline|nearline|online|all``: each subcommand lives in its own module."""
 
 from __future__ import annotations
 
 import typer
 
-from recsys.bench import nearline, offline, online
+from recsys.bench import everything, nearline, offline, online
 
 app = typer.Typer(
     help="Benchmarks: wall time, throughput, latency and memory on this machine.",
@@ -13,3 +13,4 @@ app = typer.Typer(
 app.command("offline")(offline.command)
 app.command("nearline")(nearline.command)
 app.command("online")(online.command)
+app.command("all")(everything.command)

@@ -34,6 +34,8 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
         "processor": platform.processor() or platform.machine(),
+        # 1, 5 and 15 minute load averages at the start: the machine may be shared
+        "loadavg": [round(x, 2) for x in os.getloadavg()],
     }
 
 
@@ -49,8 +51,15 @@ def write_markdown(folder: Path, text: str) -> Path:
     return path
 
 
-def finish(folder: Path, figures: dict[str, Any], markdown: str, as_json: bool) -> None:
-    """Write results.json and results.md, then print the JSON (``--json``) or the summary."""
+def finish(
+    folder: Path,
+    figures: dict[str, Any],
+    markdown: str,
+    as_json: bool,
+    printed: dict[str, Any] | None = None,
+) -> None:
+    """Write results.json and results.md, then print the JSON (``--json``: ``printed``, by
+    default the figures) or the summary."""
     import sys
 
     from recsys.console import console
@@ -58,7 +67,8 @@ def finish(folder: Path, figures: dict[str, Any], markdown: str, as_json: bool) 
     write_json(folder, figures)
     write_markdown(folder, markdown)
     if as_json:
-        sys.stdout.write(orjson.dumps(figures, option=orjson.OPT_SERIALIZE_NUMPY).decode() + "\n")
+        shown = figures if printed is None else printed
+        sys.stdout.write(orjson.dumps(shown, option=orjson.OPT_SERIALIZE_NUMPY).decode() + "\n")
     else:
         console.print(markdown)
         console.print(f"results in {folder}")

@@ -1,0 +1,202 @@
+"""Figures, Markdown and CSV of ``recsys bench online`` from the targets' ramps (pure)."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+REPORT_RATES = (50.0, 200.0)  # the rates of the issue's targets, always measured
+STAGE_ORDER = ("user_state", "candidates", "fresh", "merge", "features", "rank", "select")
+
+
+def at_rate(target: Mapping[str, Any], rate: float) -> dict[str, Any] | None:
+    """The judged endpoint's figures at ``rate`` (None when the ramp stopped before it)."""
+    for step in target["steps"]:
+        if not step["warmup"] and step["rate"] == rate:
+            judged = step["endpoints"].get(target["verdict"], {})
+            return {
+                "rate": rate,
+                "users": step["users"],
+                "achieved_rate": step["all"]["achieved_rate"],
+                "p50_ms": judged.get("p50_ms"),
+                "p95_ms": judged.get("p95_ms"),
+                "p99_ms": judged.get("p99_ms"),
+                "failures": step["all"]["failures"],
+                "degraded": step["all"]["degraded"],
+                "passed": step["passed"],
+            }
+    return None
+
+
+def headline(target: Mapping[str, Any]) -> dict[str, Any]:
+    """What the README and ``--json`` report of one target."""
+    best = next((s for s in target["steps"] if s["index"] == target["max_rate_step"]), None)
+    judged = best["endpoints"].get(target["verdict"], {}) if best else {}
+    return {
+        "label": target["label"],
+        **{f"at_{r:g}": at_rate(target, r) for r in REPORT_RATES},
+        "max_rate": target["max_rate"],
+        "max_rate_p99_ms": judged.get("p99_ms"),
+        "server_stages_at_50": _stages_at(target, 50.0),
+        "requests": target["totals"]["requests"],
+        "failed_requests": target["totals"]["failures"],
+    }
+
+
+def _stages_at(target: Mapping[str, Any], rate: float) -> dict[str, Any]:
+    for step in target["steps"]:
+        if not step["warmup"] and step["rate"] == rate:
+            return dict(step.get("stages", {}))
+    return {}
+
+
+def _ms(value: float | None) -> str:
+    return "" if value is None else f"{value:.1f}"
+
+
+def _at(cell: Mapping[str, Any] | None) -> str:
+    if cell is None:
+        return "not reached"
+    return f"{_ms(cell['p50_ms'])} / {_ms(cell['p95_ms'])} / {_ms(cell['p99_ms'])}"
+
+
+def markdown(figures: Mapping[str, Any]) -> str:
+    p, m = figures["params"], figures["machine"]
+    budget = p["budget_ms"]
+    lines = [
+        "# recsys bench online",
+        "",
+        f"{figures['date']}, {m['cpus']} CPUs ({m['platform']}), load average"
+        f" {_load(m.get('loadavg'))} at the start and {_load(figures.get('loadavg_end'))} at"
+        f" the end. {p['users']:,} users, {p['items']:,} items, {p['candidates']} precomputed"
+        f" candidates per user, stores: {p['stores']}, {p['workers']} API worker(s); locust"
+        f" visitors with a mean think time of {p['think_s']:g} s, {p['hold_s']:g} s measured"
+        f" per step after {p['settle_s']:g} s of start-up; budget p99 < {budget:g} ms. The"
+        " load generator shares the machine with the servers.",
+        "",
+        "## Headline",
+        "",
+        "p50 / p95 / p99 in ms of the judged endpoint; highest offered rate whose p99 stayed"
+        " under the budget with no failed request.",
+        "",
+        "| target | at 50 req/s | at 200 req/s | highest rate | p99 there | failed requests |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, h in figures["headline"].items():
+        lines.append(
+            f"| {h['label']} ({name}) | {_at(h['at_50'])} | {_at(h['at_200'])} |"
+            f" {_rate(h['max_rate'])} | {_ms(h['max_rate_p99_ms'])} | {h['failed_requests']} |"
+        )
+    lines += _stage_table(figures)
+    lines += _step_table(figures)
+    lines += ["", f"Plots: {', '.join(figures.get('plots', []))}.", ""]
+    return "\n".join(lines)
+
+
+def _stage_table(figures: Mapping[str, Any]) -> list[str]:
+    stages = figures["headline"]
+    if not any(h["server_stages_at_50"] for h in stages.values()):
+        return []
+    lines = [
+        "",
+        "## Server time per stage at 50 req/s",
+        "",
+        "Mean ms per request from the API's /metrics histograms (p99 interpolated in its"
+        " buckets after the slash); 'handler' is the whole recommendation handler.",
+        "",
+        "| target | " + " | ".join((*STAGE_ORDER, "handler")) + " |",
+        "| --- |" + " --- |" * (len(STAGE_ORDER) + 1),
+    ]
+    for name, h in stages.items():
+        per = h["server_stages_at_50"]
+        if not per:
+            continue
+        cells = [
+            f"{per[s]['mean_ms']:.2f} / {_ms(per[s]['p99_ms'])}" if s in per else ""
+            for s in (*STAGE_ORDER, "handler")
+        ]
+        lines.append(f"| {h['label']} ({name}) | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _step_table(figures: Mapping[str, Any]) -> list[str]:
+    lines = [
+        "",
+        "## Every step",
+        "",
+        "Offered = visitors / think time; achieved = answers per measured second (all"
+        " endpoints); latencies of the judged endpoint.",
+        "",
+        "| target | offered req/s | visitors | achieved | p50 ms | p95 ms | p99 ms | failed |"
+        " degraded | within budget |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, target in figures["targets"].items():
+        for s in target["steps"]:
+            if s["warmup"]:
+                continue
+            j = s["endpoints"].get(target["verdict"], {})
+            lines.append(
+                f"| {name} | {s['rate']:g} | {s['users']} | {s['all']['achieved_rate']:.0f} |"
+                f" {_ms(j.get('p50_ms'))} | {_ms(j.get('p95_ms'))} | {_ms(j.get('p99_ms'))} |"
+                f" {s['all']['failures']} | {s['all']['degraded']} |"
+                f" {'yes' if s['passed'] else 'no'} |"
+            )
+    mixed = [t for t in figures["targets"].values() if len(t["mix"]) > 1]
+    for target in mixed:
+        lines += [
+            "",
+            f"## Per endpoint, realistic mix ({target['name']})",
+            "",
+            "| offered req/s | endpoint | answers/s | p50 ms | p99 ms | failed |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
+        for s in target["steps"]:
+            if s["warmup"]:
+                continue
+            for endpoint, e in s["endpoints"].items():
+                lines.append(
+                    f"| {s['rate']:g} | {endpoint} | {e['achieved_rate']:.1f} |"
+                    f" {_ms(e['p50_ms'])} | {_ms(e['p99_ms'])} | {e['failures']} |"
+                )
+    return lines
+
+
+def _rate(rate: float | None) -> str:
+    return "none" if rate is None else f"{rate:g} req/s"
+
+
+def _load(load: Sequence[float] | None) -> str:
+    return "unknown" if not load else " / ".join(f"{x:.2f}" for x in load)
+
+
+STEP_FIELDS = (
+    "target", "rate", "users", "warmup", "endpoint", "count", "achieved_rate", "mean_ms",
+    "p50_ms", "p95_ms", "p99_ms", "max_ms", "failures", "degraded", "passed",
+)  # fmt: skip
+
+
+def write_csv(folder: Path, targets: Mapping[str, Mapping[str, Any]]) -> list[Path]:
+    """``steps.csv``: one row per target, step and endpoint (and ``all``);
+    ``stages.csv``: the server's time per stage and step."""
+    steps_path, stages_path = folder / "steps.csv", folder / "stages.csv"
+    with steps_path.open("w", newline="") as f:
+        out = csv.DictWriter(f, STEP_FIELDS, extrasaction="ignore")
+        out.writeheader()
+        for name, target in targets.items():
+            for s in target["steps"]:
+                for endpoint, e in {**s["endpoints"], "all": s["all"]}.items():
+                    out.writerow(
+                        {**e, "target": name, "rate": s["rate"], "users": s["users"],
+                         "warmup": s["warmup"], "endpoint": endpoint, "passed": s["passed"]}
+                    )  # fmt: skip
+    with stages_path.open("w", newline="") as f:
+        out = csv.DictWriter(f, ("target", "rate", "stage", "count", "mean_ms", "p50_ms", "p99_ms"))
+        out.writeheader()
+        for name, target in targets.items():
+            for s in target["steps"]:
+                for stage, e in s.get("stages", {}).items():
+                    out.writerow({**e, "target": name, "rate": s["rate"], "stage": stage})
+    return [steps_path, stages_path]
