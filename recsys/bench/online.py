@@ -73,7 +73,7 @@ def command(
     ] = ",".join(TARGETS),
     start_rate: Annotated[float, typer.Option(help="First step of the ramp (req/s).")] = 25.0,
     max_rate: Annotated[float, typer.Option(help="Highest step the ramp may reach.")] = 1600.0,
-    hold_s: Annotated[float, typer.Option(help="Seconds measured per step.")] = 8.0,
+    hold_s: Annotated[float, typer.Option(help="Seconds measured per step.")] = 10.0,
     settle_s: Annotated[float, typer.Option(help="Seconds per step before measuring.")] = 2.0,
     think_s: Annotated[float, typer.Option(help="Mean think time of a visitor.")] = 1.0,
     budget_ms: Annotated[float, typer.Option(help="The p99 each step must keep.")] = 80.0,

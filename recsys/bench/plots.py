@@ -36,7 +36,7 @@ def latency(path: Path, targets: Mapping[str, Mapping[str, Any]], budget_ms: flo
             if points:
                 ax.plot(*zip(*points, strict=True), marker="o", label=name)
         ax.axhline(budget_ms, color="grey", linestyle="--", linewidth=1)
-        ax.set_xscale("log")
+        _rate_axis(ax, targets)
         ax.set_yscale("log")
         ax.set_title(f"p{q}")
         ax.set_xlabel("offered load (req/s)")
@@ -51,16 +51,17 @@ def throughput(path: Path, targets: Mapping[str, Mapping[str, Any]]) -> Path:
     """Answers per second against offered load; the diagonal is 'kept up'."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4.5))
-    top = 1.0
+    top, low = 1.0, float("inf")
     for name, target in targets.items():
         steps = _measured(target)
         xs = [s["rate"] for s in steps]
         ys = [s["all"]["achieved_rate"] for s in steps]
         if xs:
             ax.plot(xs, ys, marker="o", label=name)
-            top = max(top, *xs, *ys)
-    ax.plot([1, top], [1, top], color="grey", linestyle="--", linewidth=1)
-    ax.set_xscale("log")
+            top, low = max(top, *xs, *ys), min(low, *xs, *ys)
+    low = min(low, top) / 1.5
+    ax.plot([low, top], [low, top], color="grey", linestyle="--", linewidth=1)
+    _rate_axis(ax, targets)
     ax.set_yscale("log")
     ax.set_xlabel("offered load (req/s)")
     ax.set_ylabel("answers per second")
@@ -93,6 +94,17 @@ def stages(path: Path, targets: Mapping[str, Mapping[str, Any]], rate: float = 5
     else:
         ax.text(0.5, 0.5, "no /metrics figures", ha="center", transform=ax.transAxes)
     return _save(plt, fig, path)
+
+
+def _rate_axis(ax: Any, targets: Mapping[str, Mapping[str, Any]]) -> None:
+    """A log axis labelled at the offered rates themselves (25, 50, 100 ...)."""
+    from matplotlib.ticker import NullFormatter
+
+    rates = sorted({s["rate"] for t in targets.values() for s in _measured(t)})
+    ax.set_xscale("log")
+    if rates:
+        ax.set_xticks(rates, [f"{r:g}" for r in rates])
+        ax.xaxis.set_minor_formatter(NullFormatter())
 
 
 def _save(plt: Any, fig: Any, path: Path) -> Path:
