@@ -17,6 +17,7 @@ Ctrl+C (or SIGTERM) stops the API, then the worker, which finishes its batch and
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import threading
 import time
@@ -43,6 +44,13 @@ SERVICE_URLS = {
     "RECSYS_HISTORY_URL": "cassandra://127.0.0.1:9042/recsys",
 }
 REPLAY_PER_USER = 5
+
+
+def say(text: str) -> None:
+    """One line on stdout, never wrapped (logs and tests read it whole)."""
+    console.print(text, soft_wrap=True)
+
+
 WORKER_GROUP = "nearline"
 
 
@@ -71,11 +79,13 @@ def run_demo(options: DemoOptions | None = None) -> None:
     frame, dataset = _data(settings, options)
     version = _bundle(settings, dataset, options.retrain)
     replayed = _replay(settings, frame)
-    console.print(
-        f"nearline: replayed the last {REPLAY_PER_USER} events of each user ({replayed:,} events)"
-    )
+    say(f"nearline: replayed the last {REPLAY_PER_USER} events of each user ({replayed:,} events)")
 
     stop = threading.Event()
+    # uvicorn handles SIGINT/SIGTERM while it serves, then raises the signal again for the
+    # handlers it found installed: these, so the worker below still finishes and commits.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
     worker = threading.Thread(target=_nearline, args=(settings, stop), name="nearline", daemon=True)
     worker.start()
     try:
@@ -83,7 +93,7 @@ def run_demo(options: DemoOptions | None = None) -> None:
     finally:
         stop.set()
         worker.join(30)
-    console.print("demo stopped (the nearline worker committed what it had applied)")
+    say("demo stopped (the nearline worker committed what it had applied)")
 
 
 def _check_port(host: str, port: int) -> None:
@@ -115,7 +125,7 @@ def _check_stores(settings: Settings) -> None:
         )
     }
     where = "embedded stores" if kinds == {"sqlite"} else f"stores: {', '.join(sorted(kinds))}"
-    console.print(f"[bold]tiered-recsys demo[/] on {where} (home {settings.home})")
+    say(f"[bold]tiered-recsys demo[/] on {where} (home {settings.home})")
 
 
 def _data(settings: Settings, options: DemoOptions) -> tuple[pd.DataFrame, str]:
@@ -134,11 +144,11 @@ def _data(settings: Settings, options: DemoOptions) -> tuple[pd.DataFrame, str]:
     elif dataset != MOVIELENS_100K:
         raise DataError(f"--dataset {dataset!r}: use {MOVIELENS_100K} or {SYNTHETIC}")
     if dataset == MOVIELENS_100K and options.dataset is None:
-        console.print(f"data: MovieLens 100K from {settings.movielens_dir}")
+        say(f"data: MovieLens 100K from {settings.movielens_dir}")
     frame, label = load_dataset(
         dataset, DatasetPaths(settings.movielens_dir, settings.datasets_dir)
     )
-    console.print(f"data: {label}, {len(frame):,} interactions")
+    say(f"data: {label}, {len(frame):,} interactions")
     return frame, dataset
 
 
@@ -147,7 +157,7 @@ def _ensure_synthetic(settings: Settings, interactions: int) -> None:
 
     target = settings.datasets_dir / SYNTHETIC
     if not is_synthetic_dir(target):
-        console.print(
+        say(
             f"data: MovieLens 100K not found in {settings.movielens_dir} (set RECSYS_MOVIELENS_DIR"
             " or run `recsys data download movielens-100k`); generating synthetic data"
         )
@@ -160,7 +170,7 @@ def _bundle(settings: Settings, dataset: str, retrain: bool) -> str:
 
     live = ModelRegistry(settings.registry_url).live()
     if live is not None and not retrain and _has_candidates(settings, live.version):
-        console.print(
+        say(
             f"offline: serving the live bundle {live.version} (trained"
             f" {time.strftime('%Y-%m-%d %H:%M', time.gmtime(live.created_at))} UTC);"
             " --retrain trains a new one"
@@ -184,7 +194,7 @@ def _train(settings: Settings, dataset: str) -> str:
     from offline.pipeline.split import SplitParams
     from recsys.offline_cli import dataset_items
 
-    console.print(
+    say(
         "offline: training on everything (Spark pipeline, generators, ranker, FAISS index):"
         " a few minutes on two cores"
     )
@@ -200,7 +210,7 @@ def _train(settings: Settings, dataset: str) -> str:
         err_console.print(f"[green]✓[/] {step:<11} {seconds:7.1f}s  {detail}", soft_wrap=True)
 
     result = run_offline(settings, spec, progress)
-    console.print(f"offline: bundle {result.version} promoted")
+    say(f"offline: bundle {result.version} promoted")
     return result.version
 
 
@@ -272,7 +282,9 @@ def _nearline(settings: Settings, stop: threading.Event) -> None:
         )
         worker.run(stop)
     except Exception as err:  # the API keeps serving; the page says events are not applied
-        err_console.print(f"[red]nearline worker stopped:[/] {type(err).__name__}: {err}")
+        err_console.print(
+            f"[red]nearline worker stopped:[/] {type(err).__name__}: {err}", soft_wrap=True
+        )
     finally:
         for store in stores:
             store.close()
@@ -294,7 +306,7 @@ def _serve(settings: Settings, options: DemoOptions, version: str) -> None:
         while not server.started and not server.should_exit:
             time.sleep(0.05)
         if server.started:
-            console.print(
+            say(
                 f"[bold green]demo ready:[/] open http://{options.host}:{options.port}/"
                 f" (bundle {version}; API docs at /docs; Ctrl+C stops)"
             )

@@ -12,11 +12,13 @@ missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || missing+=(maven)
+# The browser tests drive Debian's Chromium (a test tool's own browser download cannot work).
+[ -x /usr/bin/chromium ] || missing+=(chromium chromium-driver)
 if [ ${#missing[@]} -gt 0 ]; then
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
 fi
-echo "redis-server: $(redis-server --version | cut -d' ' -f3), java: $(java -version 2>&1 | head -1)"
+echo "redis-server: $(redis-server --version | cut -d' ' -f3), java: $(java -version 2>&1 | head -1), $(/usr/bin/chromium --version 2>/dev/null)"
 
 log "lint and types"
 .venv/bin/ruff check .

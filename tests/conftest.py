@@ -85,6 +85,12 @@ _MOVIELENS_CANDIDATES = (
 )
 
 
+@pytest.fixture(scope="session")
+def movielens_dir_session() -> Path:
+    """:func:`movielens_dir` for fixtures wider than one test."""
+    return _movielens_dir()
+
+
 @pytest.fixture
 def movielens_dir() -> Path:
     """The real MovieLens 100K: $RECSYS_MOVIELENS_DIR, else a known location.
@@ -92,6 +98,10 @@ def movielens_dir() -> Path:
     A configured folder without the data fails the test (a CI typo must not hide tests);
     with nothing configured and nothing found, the test is skipped, saying how to get it.
     """
+    return _movielens_dir()
+
+
+def _movielens_dir() -> Path:
     configured = os.environ.get("RECSYS_MOVIELENS_DIR")
     if configured:
         if not (Path(configured) / "u.data").is_file():
