@@ -110,17 +110,18 @@ def markdown(figures: Mapping[str, Any]) -> str:
     lines = [
         "# recsys bench all",
         "",
-        f"{figures['date']}, {m['cpus']} CPUs, load average {m.get('loadavg')} at the start.",
+        f"{figures['date']}, {m['cpus']} CPUs, load average"
+        f" {' / '.join(str(x) for x in m.get('loadavg', []))} at the start.",
         "",
     ]
     off = figures["offline"]
-    lines.append("## Offline")
+    lines += ["## Offline", ""]
     for s in off.get("sizes", []):
         lines.append(
             f"- {s['interactions']:,} interactions: {s['total_seconds']:.0f} s,"
             f" peak {s['peak_rss_mb']:,.0f} MB, {'ok' if s['ok'] else 'FAILED'}"
         )
-    lines += ["", "## Nearline"]
+    lines += ["", "## Nearline", ""]
     near = figures["nearline"]
     if near["ok"]:
         lines.append(f"- one worker: {near['events_per_second']:,.0f} events/s")
@@ -139,7 +140,8 @@ def markdown(figures: Mapping[str, Any]) -> str:
         for name, h in online["headline"].items():
             p50 = h["at_50"]["p99_ms"] if h["at_50"] else None
             p200 = h["at_200"]["p99_ms"] if h["at_200"] else None
-            lines.append(f"| {name} | {_ms(p50)} | {_ms(p200)} | {h['max_rate']} |")
+            best = "none" if h["max_rate"] is None else f"{h['max_rate']:g} req/s"
+            lines.append(f"| {name} | {_ms(p50)} | {_ms(p200)} | {best} |")
         lines.append(f"\nFailed requests: {online['failed_requests']}")
     lines += ["", "## Runs", ""]
     for tier in ("offline", "nearline", "online"):

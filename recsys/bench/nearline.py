@@ -88,6 +88,7 @@ def command(
         ]
     finally:
         run.close()
+    figures["results_dir"] = str(folder)
     finish(folder, figures, _markdown(figures), json)
 
 

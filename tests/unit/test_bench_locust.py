@@ -374,3 +374,31 @@ def test_the_locustfile_loads_in_locust() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert {"Visitor", "ConstantVisitor"} <= set(done.stdout.split())
+
+
+def test_bench_all_summary_reads_like_the_tiers() -> None:
+    online = _target("mix", "home", [(50, 20, True), (200, 900, False)])
+    figures = {
+        "date": "2026-11-29 16:00 UTC",
+        "machine": {"cpus": 2, "loadavg": [1.5, 1.0, 0.5]},
+        "offline": {"ok": True, "seconds": 100.0, "results_dir": "a", "sizes": [
+            {"interactions": 50_000, "ok": True, "total_seconds": 90.0, "peak_rss_mb": 1800.0}
+        ]},
+        "nearline": everything.summarise("nearline", {
+            "results_dir": "b",
+            "throughput": {"events_per_second": 900.0},
+            "freshness": [{"target_rate": 250.0, "achieved_rate": 250.0,
+                           "freshness_ms_p50": 30.0, "freshness_ms_p99": 120.0}],
+            "fresh_candidates": {"online_ms_p99": 2.0},
+        }) | {"seconds": 40.0},
+        "online": everything.summarise("online", {
+            "results_dir": "c", "failed_requests": 0,
+            "headline": {"mix": online_report.headline(online)},
+        }) | {"seconds": 300.0},
+    }  # fmt: skip
+    text = everything.markdown(figures)
+    assert "load average 1.5 / 1.0 / 0.5" in text
+    assert "- 50,000 interactions: 90 s, peak 1,800 MB, ok" in text
+    assert "- one worker: 900 events/s" in text
+    assert "| mix | 20.0 ms | 900.0 ms | 50 req/s |" in text
+    assert "- online: results in c (300 s)" in text
