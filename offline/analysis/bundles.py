@@ -31,6 +31,7 @@ import pandas as pd
 from offline.generators.matrix import IdIndex
 from offline.job import Fitted, RankedLists
 from offline.metrics import (
+    SliceThresholds,
     catalogue_coverage,
     novelty,
     popularity_bias,
@@ -147,18 +148,28 @@ def metric_curves(lists: BundleLists, ks: list[int]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def slice_table(lists: BundleLists, k: int) -> pd.DataFrame:
-    """Accuracy at ``k`` of the cold, warm and heavy users (:func:`slice_metrics`) and of the
-    users without training history (``new``, when there are any), one row per slice."""
+def slice_table(
+    lists: BundleLists, k: int, thresholds: SliceThresholds | None = None
+) -> pd.DataFrame:
+    """Accuracy at ``k`` of the cold, warm and heavy users (:func:`slice_metrics`, the run's
+    thresholds unless given) and of the users without training history (``new``, when there
+    are any), one row per slice."""
     ev = lists.evaluation
     recommended = ev.recommended[:, :k]
-    slices = slice_metrics(recommended, ev.truth, ev.history, k)
+    slices = slice_metrics(recommended, ev.truth, ev.history, k, thresholds or SliceThresholds())
     new = ev.users >= ev.n_train_users
     if new.any():
         slices["new"] = ranking_metrics(recommended[new], ev.truth[new], k)
     frame = pd.DataFrame({name: m.as_dict() for name, m in slices.items()}).T
     frame["users"] = frame["users"].astype(int)
     return frame.rename_axis("slice")
+
+
+def tercile_thresholds(lists: BundleLists) -> SliceThresholds:
+    """Cold, warm and heavy as the lower, middle and upper third of the evaluated users'
+    training-history sizes (for data where the fixed thresholds leave a slice empty)."""
+    low, high = np.quantile(lists.evaluation.history, [1 / 3, 2 / 3])
+    return SliceThresholds(cold_below=int(np.ceil(low)), heavy_from=int(np.ceil(high)))
 
 
 def long_tail_mask(popularity: npt.NDArray[np.int64], head_share: float = HEAD_SHARE) -> BoolArray:

@@ -59,6 +59,29 @@ def head_items(counts: pd.Series, share: float) -> int:
     return int(np.searchsorted(cumulative_share(counts), share - 1e-12) + 1)
 
 
+def occupancy_grid(df: pd.DataFrame, bins: int = 100) -> npt.NDArray[np.float64]:
+    """Share of filled user x item cells in ``[bins, bins]`` blocks, users sorted by activity
+    (rows, most active first) and items by popularity (columns, most popular first): the
+    shape of the sparsity, readable at any size where a scatter of every cell is not."""
+    pairs = df[["user_id", "item_id"]].drop_duplicates()
+    user_rank = _rank_of(counts_per(pairs, "user_id"))
+    item_rank = _rank_of(counts_per(pairs, "item_id"))
+    n_users, n_items = len(user_rank), len(item_rank)
+    rows = user_rank.reindex(pairs["user_id"]).to_numpy() * bins // max(n_users, 1)
+    cols = item_rank.reindex(pairs["item_id"]).to_numpy() * bins // max(n_items, 1)
+    filled = np.zeros((bins, bins), dtype=np.float64)
+    np.add.at(filled, (rows, cols), 1.0)
+    users_per_bin = np.bincount(np.arange(n_users) * bins // max(n_users, 1), minlength=bins)
+    items_per_bin = np.bincount(np.arange(n_items) * bins // max(n_items, 1), minlength=bins)
+    cells = np.outer(users_per_bin, items_per_bin).astype(np.float64)
+    return np.divide(filled, cells, out=np.zeros_like(filled), where=cells > 0)
+
+
+def _rank_of(counts: pd.Series) -> pd.Series:
+    """0-based position of each id in ``counts`` (already sorted, largest first)."""
+    return pd.Series(np.arange(len(counts)), index=counts.index)
+
+
 def summary(df: pd.DataFrame, source: str) -> pd.Series:
     """One column of headline figures: counts, density and sparsity, medians, Gini, head."""
     stats = describe_interactions(df, source)

@@ -207,7 +207,7 @@ def engagement_by_arm(
             "engaged_low": users_low,
             "engaged_high": users_high,
         }
-    return pd.DataFrame(rows).T.rename_axis("arm")
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("arm")
 
 
 def rate_difference(

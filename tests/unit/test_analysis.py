@@ -71,6 +71,10 @@ def test_slices_by_history(lists: bundles.BundleLists) -> None:
     assert table.loc["all", "users"] == 2
     assert table.loc["cold", "users"] == 2  # 1 and 2 training items: both under 10
     assert table.loc["warm", "users"] == 0
+    thresholds = bundles.tercile_thresholds(lists)  # histories 1 and 2
+    assert (thresholds.cold_below, thresholds.heavy_from) == (2, 2)
+    table = bundles.slice_table(lists, 3, thresholds)
+    assert table["users"].to_dict() == {"all": 2, "cold": 1, "warm": 0, "heavy": 1}
 
 
 def test_long_tail_and_beyond_accuracy(lists: bundles.BundleLists) -> None:
@@ -120,6 +124,9 @@ def test_dataset_figures() -> None:
     assert dataset.gini(np.array([0, 0, 9])) == pytest.approx(2 / 3)  # (n-1)/n for one holder
     assert dataset.head_items(pd.Series([3, 1]), 0.5) == 1
     assert dataset.head_items(pd.Series([2, 1, 1]), 0.75) == 2
+    # Users u1 (2 items) then u2; items a (2 users) then b: u2 never saw b.
+    assert dataset.occupancy_grid(df, bins=2).tolist() == [[1.0, 1.0], [1.0, 0.0]]
+    assert dataset.occupancy_grid(df, bins=1).tolist() == [[3 / 4]]
     summary = dataset.summary(df, "test")
     assert summary["sparsity"] == pytest.approx(1 - 4 / (2 * 2))
     assert summary["items holding half the interactions"] == 1

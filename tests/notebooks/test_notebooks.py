@@ -1,0 +1,125 @@
+"""The analyst notebooks run end to end on MovieLens 100K, and are committed without outputs.
+
+Two real offline runs (``recsys offline run --dataset movielens-100k --no-ranker``, then the
+default one, which reuses the content-addressed pipeline and goes live) make a registry
+with two bundles; every notebook then executes in a fresh kernel of this Python against
+it (``RECSYS_HOME``) and must finish without error and draw its figures.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
+RECSYS = str(Path(sys.executable).with_name("recsys"))
+# Figures each notebook draws (image/png outputs of its plot cells).
+FIGURES = {
+    "explore_dataset.ipynb": 4,
+    "compare_bundles.ipynb": 4,
+    "inspect_user.ipynb": 1,
+    "compare_arms.ipynb": 2,
+}
+MAX_NOTEBOOK_BYTES = 40_000
+
+
+def _offline_run(home: Path, movielens_dir: Path, *flags: str) -> None:
+    done = subprocess.run(
+        [RECSYS, "offline", "run", "--dataset", "movielens-100k", "--json", *flags],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={
+            **os.environ,
+            "RECSYS_HOME": str(home),
+            "RECSYS_MOVIELENS_DIR": str(movielens_dir),
+            "RECSYS_SPARK_MASTER": "local[2]",
+        },
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+@pytest.fixture(scope="module")
+def _runs() -> dict[str, Path]:
+    return {}  # filled once by the first test that needs the runs
+
+
+@pytest.fixture
+def offline_home(
+    _runs: dict[str, Path], movielens_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """RECSYS_HOME holding two bundles of MovieLens 100K; the default (ranker) one is live."""
+    if "home" not in _runs:
+        home = tmp_path_factory.mktemp("notebooks") / "var"
+        _offline_run(home, movielens_dir, "--no-ranker")
+        _offline_run(home, movielens_dir)
+        _runs["home"] = home
+    return _runs["home"]
+
+
+def _pngs(nb: Any) -> list[bytes]:
+    return [
+        base64.b64decode(output["data"]["image/png"])
+        for cell in nb.cells
+        for output in cell.get("outputs", [])
+        if "image/png" in output.get("data", {})
+    ]
+
+
+@pytest.mark.spark
+@pytest.mark.timeout(900)  # the first one also makes the two offline runs (minutes on 2 cores)
+@pytest.mark.parametrize("name", list(FIGURES))
+def test_notebook_runs_end_to_end(
+    name: str,
+    offline_home: Path,
+    movielens_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The kernel inherits this environment: what an analyst sets before opening Jupyter.
+    monkeypatch.setenv("RECSYS_HOME", str(offline_home))
+    monkeypatch.setenv("RECSYS_MOVIELENS_DIR", str(movielens_dir))
+    monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+    for name_ in ("RECSYS_BUNDLES", "RECSYS_USER", "RECSYS_EXPERIMENT_SURFACE", "RECSYS_DATASET"):
+        monkeypatch.delenv(name_, raising=False)
+    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+    client = NotebookClient(
+        nb,
+        timeout=600,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(NOTEBOOKS)}},
+    )
+    client.execute()  # raises CellExecutionError, with the cell and traceback, on any error
+    nbformat.write(nb, tmp_path / name)  # the executed copy, to look at after a failure
+    figures = _pngs(nb)
+    assert len(figures) == FIGURES[name], f"{name}: {len(figures)} figures"
+    assert all(len(png) > 10_000 for png in figures), "an empty-looking figure"
+    printed = "".join(o.get("text", "") for cell in nb.cells for o in cell.get("outputs", []))
+    assert f"RECSYS_HOME: {offline_home.resolve()}" in printed  # read the test's runs, not var/
+
+
+@pytest.mark.parametrize("name", list(FIGURES))
+def test_committed_notebooks_have_no_outputs(name: str) -> None:
+    path = NOTEBOOKS / name
+    nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)
+    code = [cell for cell in nb.cells if cell.cell_type == "code"]
+    assert code, f"{name} has no code"
+    for cell in code:
+        assert cell.outputs == [], f"{name}: a cell with outputs (strip them before committing)"
+        assert cell.execution_count is None, f"{name}: an execution count"
+    assert nb.metadata["kernelspec"]["name"] == "python3"
+    assert path.stat().st_size < MAX_NOTEBOOK_BYTES
+
+
+def test_every_notebook_is_tested() -> None:
+    assert sorted(p.name for p in NOTEBOOKS.glob("*.ipynb")) == sorted(FIGURES)
