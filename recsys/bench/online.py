@@ -211,6 +211,7 @@ def _one_target(
     label, extra = STAGES[name]
     mix = traffic.MIX if name == "mix" else traffic.HOME_ONLY
     if address is not None:
+        _wait(f"{address.rstrip('/')}/readyz", None)
         goal = loadgen.Target(name, address.rstrip("/"), "Visitor", mix, "home",
                               f"{address.rstrip('/')}/metrics", label)  # fmt: skip
         return loadgen.run(goal, shape, folder, population, on_step)
@@ -315,12 +316,12 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _wait(url: str, server: subprocess.Popen[bytes], timeout_s: float = 120.0) -> None:
+def _wait(url: str, server: subprocess.Popen[bytes] | None, timeout_s: float = 120.0) -> None:
     import httpx
 
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if server.poll() is not None:
+        if server is not None and server.poll() is not None:
             raise RuntimeError(f"the server behind {url} exited with {server.returncode}")
         try:
             if httpx.get(url, timeout=2).status_code == 200:
