@@ -80,3 +80,29 @@ def test_millisecond_timestamps_survive(store: EventHistoryStore) -> None:
     assert event.timestamp == 1_700_000_123.457
     store.append([event])
     assert store.for_user("frank") == [event]
+
+
+def test_a_large_mixed_batch_is_written_whole_and_replays_are_no_ops(
+    store: EventHistoryStore,
+) -> None:
+    # Many users, several events each, one with a large context: more than one write batch
+    # (the Cassandra store cuts batches by size), interleaved as a log batch would be.
+    per_user = {f"user{u}": events(f"user{u}", 1 + u % 5) for u in range(120)}
+    big = Event(
+        event_id="big-1",
+        user_id="user7",
+        item_id="item1",
+        type=EventType.PLAY,
+        timestamp=1_800_000_000.0,
+        context={f"k{i}": "x" * 200 for i in range(32)},
+    )
+    written = [e for i in range(5) for evs in per_user.values() if i < len(evs) for e in [evs[i]]]
+    written.append(big)
+    store.append(written)
+    store.append(written[::3])  # a partial replay
+    store.append(written)
+    for user, evs in per_user.items():
+        expected = list(reversed(evs))
+        if user == "user7":
+            expected.insert(0, big)
+        assert store.for_user(user) == expected
