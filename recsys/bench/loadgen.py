@@ -8,6 +8,7 @@ progress) and its own CSV statistics, which give an independent count of failed 
 from __future__ import annotations
 
 import csv
+import os
 import subprocess
 import sys
 import time
@@ -103,6 +104,7 @@ def run(
         "--exit-code-on-error", "0", target.user_class,
     ]  # fmt: skip
     started = time.monotonic()
+    load_before = os.getloadavg()[0]  # other work on a shared machine moves the figures
     seen = 0
     steps: list[dict[str, Any]] = []
     with (work / f"{target.name}.out").open("wb") as log:
@@ -131,6 +133,7 @@ def run(
         "max_rate_step": None if best is None else best["index"],
         "totals": read_totals(work / f"{target.name}_stats.csv"),
         "seconds": round(time.monotonic() - started, 1),
+        "loadavg_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],
     }
 
 

@@ -40,6 +40,7 @@ def headline(target: Mapping[str, Any]) -> dict[str, Any]:
         "max_rate": target["max_rate"],
         "max_rate_p99_ms": judged.get("p99_ms"),
         "server_stages_at_50": _stages_at(target, 50.0),
+        "loadavg_1m": target.get("loadavg_1m"),
         "requests": target["totals"]["requests"],
         "failed_requests": target["totals"]["failures"],
     }
@@ -81,13 +82,15 @@ def markdown(figures: Mapping[str, Any]) -> str:
         "p50 / p95 / p99 in ms of the judged endpoint; highest offered rate whose p99 stayed"
         " under the budget with no failed request.",
         "",
-        "| target | at 50 req/s | at 200 req/s | highest rate | p99 there | failed requests |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| target | at 50 req/s | at 200 req/s | highest rate | p99 there | failed requests |"
+        " load (1 min) before / after |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name, h in figures["headline"].items():
         lines.append(
             f"| {h['label']} ({name}) | {_at(h['at_50'])} | {_at(h['at_200'])} |"
             f" {_rate(h['max_rate'])} | {_ms(h['max_rate_p99_ms'])} | {h['failed_requests']} |"
+            f" {_load(h.get('loadavg_1m'))} |"
         )
     lines += _stage_table(figures)
     lines += _step_table(figures)

@@ -301,6 +301,7 @@ def _target(name: str, verdict: str, rates: list[tuple[float, float, bool]]) -> 
         "max_rate": best["rate"] if best else None,
         "max_rate_step": best["index"] if best else None,
         "totals": {"requests": 300, "failures": 0, "by_name": {}},
+        "loadavg_1m": [1.0, 1.5],
     }
 
 
@@ -336,7 +337,10 @@ def test_report_tables_csv_and_plots(tmp_path: Path) -> None:
     assert figures["headline"]["bare"]["max_rate"] == 400
 
     text = online_report.markdown(figures)
-    assert "| bare (bare) | 1.2 / 2.5 / 5.0 | 2.2 / 4.5 / 9.0 | 400 req/s | 30.0 | 0 |" in text
+    assert (
+        "| bare (bare) | 1.2 / 2.5 / 5.0 | 2.2 / 4.5 / 9.0 | 400 req/s | 30.0 | 0 | 1.00 / 1.50 |"
+        in text
+    )
     assert "| full | 200 | 200 | 190 | 225.0 | 450.0 | 900.0 | 0 | 0 | no |" in text
     assert "load average 1.00 / 2.00 / 3.00" in text
 
