@@ -98,10 +98,6 @@ class LakeWriter:
         self._pending.clear()
         return written
 
-    def discard(self) -> None:
-        """Forget buffered rows (their records will be delivered again)."""
-        self._pending.clear()
-
 
 def _table(events: list[Event]) -> pa.Table:
     return pa.table(
