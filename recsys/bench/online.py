@@ -134,6 +134,9 @@ def command(
     )
     with stores:
         if target is None:
+            err_console.print(
+                f"preparing a bundle, candidates and state for {users:,} users", markup=False
+            )
             setup = online_data.prepare(
                 env, users=users, items=items, dim=dim, per_user=candidates, population=population
             )
