@@ -36,25 +36,36 @@ _APPLY_EVENTS = """
 local state, recent, seen = KEYS[1], KEYS[2], KEYS[3]
 local cap, ttl = tonumber(ARGV[1]), tonumber(ARGV[2])
 local decay, window = math.log(2) / tonumber(ARGV[3]), tonumber(ARGV[4])
-local seq = tonumber(redis.call('HGET', state, 'seq') or '0')
-local last_s = redis.call('HGET', state, 'last_active')
+local head = redis.call('HMGET', state, 'seq', 'last_active')
+local seq = tonumber(head[1] or '0')
+local last_s = head[2] or nil
 local last = last_s and tonumber(last_s) or nil
 local last0 = last_s
 local mean, weight, ref, loaded, changed = nil, 0, 0, false, false
-local new = 0
-local function unpack(bytes)
-  local v, pos = {}, 1
-  for i = 1, #bytes / 4 do v[i], pos = struct.unpack('<f', bytes, pos) end
+local new, fresh, scored, pushed, counts = 0, {}, {}, {}, {}
+local function format(n)  -- one struct call per vector, not one per float
+  return '<' .. string.rep('f', n)
+end
+local function floats(bytes)
+  local v = {struct.unpack(format(#bytes / 4), bytes)}
+  v[#v] = nil  -- struct.unpack also returns the next position
   return v
+end
+local function call_chunked(command, key, args)  -- unpack() has a stack limit
+  for i = 1, #args, 1000 do
+    redis.call(command, key, unpack(args, i, math.min(i + 999, #args)))
+  end
 end
 for i = 5, #ARGV, 6 do
   local id = ARGV[i]
-  if not redis.call('ZSCORE', seen, id) then
+  if not fresh[id] and not redis.call('ZSCORE', seen, id) then
     seq = seq + 1
     new = new + 1
-    redis.call('ZADD', seen, seq, id)
-    redis.call('HINCRBY', state, 'c:' .. ARGV[i + 2], 1)
-    if ARGV[i + 4] == '1' then redis.call('LPUSH', recent, ARGV[i + 1]) end
+    fresh[id] = true
+    scored[#scored + 1] = seq
+    scored[#scored + 1] = id
+    counts[ARGV[i + 2]] = (counts[ARGV[i + 2]] or 0) + 1
+    if ARGV[i + 4] == '1' then pushed[#pushed + 1] = ARGV[i + 1] end
     local ts = tonumber(ARGV[i + 3])
     if last == nil or ts > last then last, last_s = ts, ARGV[i + 3] end
     local bytes = ARGV[i + 5]
@@ -63,12 +74,12 @@ for i = 5, #ARGV, 6 do
         loaded = true
         local stored = redis.call('HMGET', state, 'session', 'session_w', 'session_t')
         if stored[1] and #stored[1] == #bytes then
-          mean = unpack(stored[1])
+          mean = floats(stored[1])
           weight = tonumber(stored[2] or '1')
           ref = tonumber(stored[3] or last0 or '0')
         end
       end
-      local v = unpack(bytes)
+      local v = floats(bytes)
       if mean == nil or #mean ~= #v then
         mean, weight, ref = {}, 0, ts
         for j = 1, #v do mean[j] = 0 end
@@ -88,15 +99,20 @@ for i = 5, #ARGV, 6 do
   end
 end
 if new > 0 then
-  redis.call('HSET', state, 'seq', seq, 'last_active', last_s)
-  if changed then
-    local parts = {}
-    for j = 1, #mean do parts[j] = struct.pack('<f', mean[j]) end
-    redis.call('HSET', state, 'session', table.concat(parts),
-      'session_w', string.format('%.17g', weight), 'session_t', string.format('%.17g', ref))
+  call_chunked('ZADD', seen, scored)  -- 1000 is even: chunks keep score, member pairs
+  for kind, n in pairs(counts) do redis.call('HINCRBY', state, 'c:' .. kind, n) end
+  if #pushed > 0 then
+    call_chunked('LPUSH', recent, pushed)  -- in turn, as one LPUSH per event: newest first
+    redis.call('LTRIM', recent, 0, cap - 1)
   end
-  redis.call('LTRIM', recent, 0, cap - 1)
-  redis.call('ZREMRANGEBYRANK', seen, 0, -(window + 1))
+  if changed then
+    redis.call('HSET', state, 'seq', seq, 'last_active', last_s,
+      'session', struct.pack(format(#mean), unpack(mean)),
+      'session_w', string.format('%.17g', weight), 'session_t', string.format('%.17g', ref))
+  else
+    redis.call('HSET', state, 'seq', seq, 'last_active', last_s)
+  end
+  if seq > window then redis.call('ZREMRANGEBYRANK', seen, 0, -(window + 1)) end
 end
 redis.call('EXPIRE', state, ttl)
 redis.call('EXPIRE', recent, ttl)
