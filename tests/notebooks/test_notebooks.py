@@ -19,6 +19,10 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
+from offline.analysis import experiments
+from shared.settings import Settings
+from shared.storage.factory import open_event_log
+
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 RECSYS = str(Path(sys.executable).with_name("recsys"))
 # Figures each notebook draws (image/png outputs of its plot cells).
@@ -89,8 +93,17 @@ def test_notebook_runs_end_to_end(
     monkeypatch.setenv("RECSYS_HOME", str(offline_home))
     monkeypatch.setenv("RECSYS_MOVIELENS_DIR", str(movielens_dir))
     monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
-    for name_ in ("RECSYS_BUNDLES", "RECSYS_USER", "RECSYS_EXPERIMENT_SURFACE", "RECSYS_DATASET"):
-        monkeypatch.delenv(name_, raising=False)
+    for variable in (
+        "RECSYS_BUNDLES",
+        "RECSYS_USER",
+        "RECSYS_K",
+        "RECSYS_DATASET",
+        "RECSYS_EXPERIMENT_SURFACE",
+        "RECSYS_REPLAY_USERS",
+        "RECSYS_REPLAY_EVENT_LOG_URL",
+        "RECSYS_EVENT_LOG_URL",
+    ):
+        monkeypatch.delenv(variable, raising=False)
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
     client = NotebookClient(
         nb,
@@ -105,6 +118,22 @@ def test_notebook_runs_end_to_end(
     assert all(len(png) > 10_000 for png in figures), "an empty-looking figure"
     printed = "".join(o.get("text", "") for cell in nb.cells for o in cell.get("outputs", []))
     assert f"RECSYS_HOME: {offline_home.resolve()}" in printed  # read the test's runs, not var/
+    if name == "compare_arms.ipynb":
+        _check_replay_events(offline_home)
+
+
+def _check_replay_events(home: Path) -> None:
+    """The replay logged both arms' impressions and simulated plays to its own event log;
+    the tiers' event log got none of them."""
+    replay = experiments.read_events(
+        open_event_log(f"sqlite:///{home / 'replay-event-log.db'}"), "test", idle_polls=1
+    )
+    assert set(replay.loc[replay["type"] == "impression", "arm"]) == {"control", "blend"}
+    plays = replay[replay["type"] == "play"]
+    assert len(plays) > 0
+    assert plays["simulated"].all()
+    tiers = experiments.read_events(open_event_log(Settings(home=home).event_log_url), "test", 1)
+    assert tiers.empty
 
 
 @pytest.mark.parametrize("name", list(FIGURES))
