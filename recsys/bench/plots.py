@@ -37,7 +37,7 @@ def latency(path: Path, targets: Mapping[str, Mapping[str, Any]], budget_ms: flo
                 ax.plot(*zip(*points, strict=True), marker="o", label=name)
         ax.axhline(budget_ms, color="grey", linestyle="--", linewidth=1)
         _rate_axis(ax, targets)
-        ax.set_yscale("log")
+        _plain_log_y(ax)
         ax.set_title(f"p{q}")
         ax.set_xlabel("offered load (req/s)")
         ax.grid(True, which="both", alpha=0.3)
@@ -62,7 +62,7 @@ def throughput(path: Path, targets: Mapping[str, Mapping[str, Any]]) -> Path:
     low = min(low, top) / 1.5
     ax.plot([low, top], [low, top], color="grey", linestyle="--", linewidth=1)
     _rate_axis(ax, targets)
-    ax.set_yscale("log")
+    _plain_log_y(ax)
     ax.set_xlabel("offered load (req/s)")
     ax.set_ylabel("answers per second")
     ax.set_title("Throughput")
@@ -105,6 +105,16 @@ def _rate_axis(ax: Any, targets: Mapping[str, Mapping[str, Any]]) -> None:
     if rates:
         ax.set_xticks(rates, [f"{r:g}" for r in rates])
         ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def _plain_log_y(ax: Any) -> None:
+    """A log y axis with plain numbers (20, 100, 1000) instead of powers of ten."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    ax.set_yscale("log")
+    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
 
 
 def _save(plt: Any, fig: Any, path: Path) -> Path:
