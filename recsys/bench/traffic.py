@@ -89,6 +89,11 @@ def event_body(user: str, item: str, rng: random.Random) -> bytes:
     return orjson.dumps({"user_id": user, "item_id": item, "type": kind, "context": {"bench": 1}})
 
 
+def _status(status: int) -> str:
+    """Locust's fast client reports status 0 for no answer (timeout, refused connection)."""
+    return "no answer (timeout or connection error)" if status == 0 else f"status {status}"
+
+
 @dataclass(frozen=True)
 class Checked:
     problem: str | None  # None: a good answer
@@ -102,7 +107,7 @@ def check_recommendations(
     """200, the documented shape, ``k`` distinct items, none of them already seen (unless the
     answer says the user's state could not be read: degraded, not wrong)."""
     if status != 200:
-        return Checked(f"status {status}")
+        return Checked(_status(status))
     try:
         data = orjson.loads(body or b"")
         items = [entry["item_id"] for entry in data["items"]]
@@ -127,7 +132,7 @@ def check_recommendations(
 def check_similar(status: int, body: bytes | None, item: str, k: int) -> Checked:
     """200, ``k`` distinct items, not the item itself."""
     if status != 200:
-        return Checked(f"status {status}")
+        return Checked(_status(status))
     try:
         items = [entry["item_id"] for entry in orjson.loads(body or b"")["items"]]
     except (orjson.JSONDecodeError, KeyError, TypeError) as err:
@@ -144,7 +149,7 @@ def check_similar(status: int, body: bytes | None, item: str, k: int) -> Checked
 def check_event(status: int, body: bytes | None) -> Checked:
     """202 and one event accepted."""
     if status != 202:
-        return Checked(f"status {status}")
+        return Checked(_status(status))
     try:
         accepted = orjson.loads(body or b"")["accepted"]
     except (orjson.JSONDecodeError, KeyError, TypeError) as err:
@@ -154,5 +159,5 @@ def check_event(status: int, body: bytes | None) -> Checked:
 
 def check_constant(status: int, body: bytes | None) -> Checked:
     if status != 200:
-        return Checked(f"status {status}")
+        return Checked(_status(status))
     return Checked(None if body and body.startswith(b'{"items"') else "shape: not the constant")

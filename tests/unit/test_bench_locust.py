@@ -406,3 +406,8 @@ def test_bench_all_summary_reads_like_the_tiers() -> None:
     assert "- one worker: 900 events/s" in text
     assert "| mix | 20.0 ms | 900.0 ms | 50 req/s |" in text
     assert "- online: results in c (300 s)" in text
+
+
+def test_no_answer_is_named_as_such() -> None:
+    missing = traffic.check_recommendations(0, None, 10).problem
+    assert missing == "no answer (timeout or connection error)"
