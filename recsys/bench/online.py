@@ -225,7 +225,9 @@ def _one_target(
         return [recsys, "online", "serve", "--port", str(port), "--workers", str(workers)]
 
     with _server(name, argv, stage_env, folder, "/readyz") as host:
-        goal = loadgen.Target(name, host, "Visitor", mix, "home", f"{host}/metrics", label)
+        # each worker process keeps its own /metrics: two scrapes may reach different ones
+        metrics = f"{host}/metrics" if workers == 1 else None
+        goal = loadgen.Target(name, host, "Visitor", mix, "home", metrics, label)
         return loadgen.run(goal, shape, folder, population, on_step)
 
 
