@@ -8,7 +8,7 @@ their position explicitly, after their side effects succeeded (at-least-once del
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from shared.errors import RecsysError
@@ -44,8 +44,18 @@ class LogConsumer(ABC):
         """Return the next records (possibly none after ``timeout_s``)."""
 
     @abstractmethod
-    def commit(self) -> None:
-        """Commit the position after every record returned by ``poll`` so far.
+    def positions(self) -> dict[int, int]:
+        """A snapshot of the next offset per partition after the records polled so far.
+
+        Partitions this member owns but has polled nothing from since it got them may be
+        left out. ``commit(positions)`` later commits exactly this point, whatever was
+        polled meanwhile: the way to commit a checkpoint whose writes finished in the
+        background while polling went on.
+        """
+
+    @abstractmethod
+    def commit(self, positions: Mapping[int, int] | None = None) -> None:
+        """Commit ``positions`` (partition -> next offset), by default those of ``positions()``.
 
         Raises ``CommitFailed`` when the group rebalanced first (the uncommitted records go
         to whichever member owns their partition now, so side effects must be idempotent).

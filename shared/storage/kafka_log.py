@@ -6,7 +6,7 @@ never auto-commit, so a worker that dies before committing re-reads its batch.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from urllib.parse import urlsplit
 
 from kafka import (
@@ -18,6 +18,7 @@ from kafka import (
 )
 from kafka.admin import NewTopic
 from kafka.errors import CommitFailedError, KafkaError, TopicAlreadyExistsError
+from kafka.structs import OffsetAndMetadata
 
 from shared.errors import ConfigError, ServiceUnavailable
 from shared.storage.event_log import (
@@ -138,12 +139,20 @@ class KafkaEventLog(EventLog):
 
 
 class _Revoked(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, on_revoke: Callable[[], None] | None) -> None:
+    def __init__(
+        self,
+        on_revoke: Callable[[], None] | None,
+        forget: Callable[[Collection[TopicPartition]], None],
+    ) -> None:
         self._on_revoke = on_revoke
+        self._forget = forget
 
-    def on_partitions_revoked(self, revoked: object) -> None:
-        if self._on_revoke is not None and revoked:
-            self._on_revoke()
+    def on_partitions_revoked(self, revoked: Collection[TopicPartition]) -> None:
+        try:
+            if self._on_revoke is not None and revoked:
+                self._on_revoke()
+        finally:
+            self._forget(revoked)
 
     def on_partitions_assigned(self, assigned: object) -> None:
         pass
@@ -168,8 +177,14 @@ class _KafkaConsumer(LogConsumer):
             # worker's time); the broker already checked every batch's CRC on produce.
             check_crcs=False,
         )
-        self._consumer.subscribe([topic], listener=_Revoked(on_revoke))
+        self._topic = topic
         self._positions: dict[TopicPartition, int] = {}
+        self._consumer.subscribe([topic], listener=_Revoked(on_revoke, self._forget))
+
+    def _forget(self, revoked: Collection[TopicPartition]) -> None:
+        """Drop the positions of revoked partitions: another member may move them on."""
+        for tp in revoked:
+            self._positions.pop(tp, None)
 
     def poll(self, max_records: int = 500, timeout_s: float = 1.0) -> list[LogRecord]:
         batches = self._consumer.poll(timeout_ms=int(timeout_s * 1000), max_records=max_records)
@@ -185,9 +200,21 @@ class _KafkaConsumer(LogConsumer):
             self._positions[tp] = messages[-1].offset + 1
         return records
 
-    def commit(self) -> None:
+    def positions(self) -> dict[int, int]:
+        owned = self._consumer.assignment()
+        return {tp.partition: pos for tp, pos in self._positions.items() if tp in owned}
+
+    def commit(self, positions: Mapping[int, int] | None = None) -> None:
+        offsets = None
+        if positions is not None:
+            if not positions:
+                return
+            offsets = {
+                TopicPartition(self._topic, p): OffsetAndMetadata(offset, "", -1)
+                for p, offset in positions.items()
+            }
         try:
-            self._consumer.commit()
+            self._consumer.commit(offsets)
         except CommitFailedError as err:
             raise CommitFailed(f"commit failed, the group rebalanced: {err}") from err
 

@@ -80,6 +80,49 @@ def test_uncommitted_records_are_delivered_again(log: EventLog) -> None:
         second.close()
 
 
+def test_commit_at_positions_leaves_records_polled_after_the_snapshot(log: EventLog) -> None:
+    group = unique("group")
+    log.append([("u1", b"a"), ("u1", b"b")])
+    first = log.consumer(group)
+    got = drain(first, 2)
+    assert [r.value for r in got] == [b"a", b"b"]
+    snapshot = first.positions()
+    assert snapshot[got[0].partition] == got[-1].offset + 1
+    log.append([("u1", b"c")])
+    assert [r.value for r in drain(first, 1)] == [b"c"]
+    assert snapshot[got[0].partition] == got[-1].offset + 1  # a snapshot, not a view
+    assert first.positions()[got[0].partition] == got[-1].offset + 2
+    first.commit(snapshot)
+    first.close()
+    second = log.consumer(group)
+    try:
+        assert [r.value for r in drain(second, 1)] == [b"c"]  # polled after it: not committed
+    finally:
+        second.close()
+
+
+def test_commit_at_positions_commits_only_the_partitions_given(log: EventLog) -> None:
+    group = unique("group")
+    log.append([(f"u{i}", f"{i}".encode()) for i in range(40)])
+    first = log.consumer(group)
+    got = drain(first, 40)
+    assert len(got) == 40
+    partitions = sorted({r.partition for r in got})
+    assert len(partitions) > 1
+    kept, *others = partitions
+    first.commit({kept: first.positions()[kept]})
+    first.close()
+    second = log.consumer(group)
+    try:
+        again = drain(second, 40 - sum(r.partition == kept for r in got))
+        assert sorted(int(r.value) for r in again) == sorted(
+            int(r.value) for r in got if r.partition in others
+        )
+        assert second.poll(timeout_s=0.3) == []
+    finally:
+        second.close()
+
+
 def test_groups_read_independently(log: EventLog) -> None:
     log.append([("u1", b"x")])
     for _ in range(2):

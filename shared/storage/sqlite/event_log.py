@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from shared.storage.event_log import (
     DEFAULT_PARTITIONS,
@@ -136,12 +136,16 @@ class _SqliteConsumer(LogConsumer):
                 return records
             time.sleep(min(0.01, max(0.0, deadline - time.monotonic())))
 
-    def commit(self) -> None:
+    def positions(self) -> dict[int, int]:
+        return dict(self._positions)
+
+    def commit(self, positions: Mapping[int, int] | None = None) -> None:
+        commit = self._positions if positions is None else positions
         with self._db.transaction() as conn:
             conn.executemany(
                 "INSERT INTO group_offsets VALUES (?, ?, ?, ?) ON CONFLICT (group_id, topic, partition)"
                 " DO UPDATE SET next_offset = excluded.next_offset",
-                [(self._group, self._topic, p, o) for p, o in self._positions.items()],
+                [(self._group, self._topic, p, o) for p, o in commit.items()],
             )
 
     def lag(self) -> dict[int, int]:
