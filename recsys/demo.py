@@ -29,7 +29,7 @@ import pandas as pd
 
 from recsys.console import console, err_console
 from shared.data.sources import MOVIELENS_100K, SYNTHETIC
-from shared.errors import ConfigError, DataError
+from shared.errors import ConfigError, DataError, ServiceUnavailable
 from shared.events import Event, EventType
 from shared.settings import Settings
 
@@ -78,8 +78,11 @@ def run_demo(options: DemoOptions | None = None) -> None:
 
     frame, dataset = _data(settings, options)
     version = _bundle(settings, dataset, options.retrain)
-    replayed = _replay(settings, frame)
-    say(f"nearline: replayed the last {REPLAY_PER_USER} events of each user ({replayed:,} events)")
+    events = replay_events(frame)
+    _append(settings, events)
+    say(
+        f"nearline: replayed the last {REPLAY_PER_USER} events of each user ({len(events):,} events)"
+    )
 
     stop = threading.Event()
     # uvicorn handles SIGINT/SIGTERM while it serves, then raises the signal again for the
@@ -89,7 +92,9 @@ def run_demo(options: DemoOptions | None = None) -> None:
     worker = threading.Thread(target=_nearline, args=(settings, stop), name="nearline", daemon=True)
     worker.start()
     try:
-        _serve(settings, options, version)
+        _wait_until_applied(settings, events, worker, stop)
+        if not stop.is_set():  # not stopped while waiting
+            _serve(settings, options, version)
     finally:
         stop.set()
         worker.join(30)
@@ -240,16 +245,55 @@ def replay_events(frame: pd.DataFrame, per_user: int = REPLAY_PER_USER) -> list[
     ]
 
 
-def _replay(settings: Settings, frame: pd.DataFrame) -> int:
+def _append(settings: Settings, events: list[Event]) -> None:
     from shared.storage.factory import open_event_log
 
-    events = replay_events(frame)
     log = open_event_log(settings.event_log_url)
     try:
         log.append([(e.user_id, e.to_json()) for e in events])
     finally:
         log.close()
-    return len(events)
+
+
+def _wait_until_applied(
+    settings: Settings,
+    events: list[Event],
+    worker: threading.Thread,
+    stop: threading.Event,
+    timeout_s: float = 600.0,
+) -> None:
+    """Serve only once the worker has folded the replay into the user state, so the first
+    play on the page is not queued behind it: each user's newest replayed item is there."""
+    from shared.storage.factory import open_user_state
+
+    newest = {e.user_id: e.item_id for e in events}  # events are in time order per user
+    started = time.perf_counter()
+    state = open_user_state(
+        settings.user_state_url, settings.user_state_ttl_s, settings.recent_items_cap
+    )
+    try:
+        while newest and worker.is_alive() and not stop.is_set():
+            if time.perf_counter() - started > timeout_s:
+                raise ServiceUnavailable(
+                    "user_state",
+                    settings.user_state_url,
+                    f"the nearline worker applied the replay for only"
+                    f" {len(events) - len(newest):,} of {len(events):,} events in {timeout_s:.0f} s",
+                )
+            for user in list(newest):
+                found = state.get(user)
+                if found is not None and newest[user] in found.recent_items:
+                    del newest[user]
+            if newest:
+                time.sleep(0.25)
+    finally:
+        state.close()
+    if newest and not stop.is_set():
+        raise ServiceUnavailable(
+            "user_state", settings.user_state_url, "the nearline worker stopped (see above)"
+        )
+    seconds = time.perf_counter() - started
+    say(f"nearline: the worker applied the replay to the user state in {seconds:.1f} s")
 
 
 def _nearline(settings: Settings, stop: threading.Event) -> None:

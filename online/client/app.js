@@ -61,8 +61,8 @@ function wrap(text, width, lines) {
 function poster(item, size = "tile") {
   const h = hash(item.item_id + item.title);
   const hue = h % 360;
-  const hue2 = (hue + 40 + (h >> 9) % 80) % 360;
-  const shape = (h >> 3) % 3;
+  const hue2 = (hue + 40 + (h >>> 9) % 80) % 360;
+  const shape = (h >>> 3) % 3;
   const title = item.title.replace(/\s*\(\d{4}\)\s*$/, "");
   const lines = wrap(title, 14, 3);
   const genre = (item.genres && item.genres[0]) || "";
@@ -120,10 +120,10 @@ function tile(item, row, context) {
     item.reason ? el("p", { class: "reason", text: item.reason }) : null,
     el("div", { class: "actions" }, [
       el("button", { type: "button", tabindex: "-1", class: "play", onclick: () => send("play", item, null, row), text: "▶ Play", "aria-label": `Play ${item.title}` }),
-      el("button", { type: "button", tabindex: "-1", onclick: () => send("add_to_list", item, null, row), text: "♥ Like", "aria-label": `Like ${item.title}`, title: "Adds it to your list (an add_to_list event)" }),
+      el("button", { type: "button", tabindex: "-1", onclick: () => send("add_to_list", item, null, row), text: "♥", "aria-label": `Like ${item.title}`, title: "Like (adds it to your list: an add_to_list event)" }),
+      el("button", { type: "button", tabindex: "-1", onclick: () => send("skip", item, null, row), text: "⏭", "aria-label": `Skip ${item.title}`, title: "Skip" }),
+      el("button", { type: "button", tabindex: "-1", class: "why", onclick: () => explain(item, row, context), text: "?", "aria-label": `Why ${item.title} is recommended`, title: "Why this recommendation" }),
       rate,
-      el("button", { type: "button", tabindex: "-1", onclick: () => send("skip", item, null, row), text: "Skip", "aria-label": `Skip ${item.title}` }),
-      el("button", { type: "button", tabindex: "-1", class: "why", onclick: () => explain(item, row, context), text: "Why?", "aria-label": `Why ${item.title} is recommended` }),
     ]),
   ]);
   return el("li", {}, article);
