@@ -230,6 +230,8 @@ class Recommender:
         return out
 
     def _fresh(self, bundle: ServingBundle, state: UserState) -> list[FreshCandidate]:
+        if self.quotas.fresh <= 0:  # fresh candidates switched off (FAISS takes no k=0)
+            return []
         fresh = bundle.fresh(state, self.quotas.fresh)
         vector = state.session_vector
         if fresh or vector is None or vector.shape != (bundle.index.dim,):

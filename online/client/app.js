@@ -121,7 +121,7 @@ function tile(item, row, context) {
     el("div", { class: "actions" }, [
       el("button", { type: "button", tabindex: "-1", class: "play", onclick: () => send("play", item, null, row), text: "▶ Play", "aria-label": `Play ${item.title}` }),
       el("button", { type: "button", tabindex: "-1", onclick: () => send("add_to_list", item, null, row), text: "♥", "aria-label": `Like ${item.title}`, title: "Like (adds it to your list: an add_to_list event)" }),
-      el("button", { type: "button", tabindex: "-1", onclick: () => send("skip", item, null, row), text: "⏭", "aria-label": `Skip ${item.title}`, title: "Skip" }),
+      el("button", { type: "button", tabindex: "-1", onclick: () => send("skip", item, null, row), text: "Skip", "aria-label": `Skip ${item.title}` }),
       el("button", { type: "button", tabindex: "-1", class: "why", onclick: () => explain(item, row, context), text: "?", "aria-label": `Why ${item.title} is recommended`, title: "Why this recommendation" }),
       rate,
     ]),

@@ -137,7 +137,7 @@ def test_play_shows_its_neighbours_in_because_you_watched_within_2_s(
     expect(page.locator("#status")).to_contain_text("rows updated")
     assert first_pick  # the page showed picks before the play
     page.evaluate("window.scrollTo(0, 0)")
-    page.screenshot(path=artifacts() / "web-client.png", full_page=True)
+    page.screenshot(path=artifacts() / "web-client.png")
     print(f"play -> 'Because you watched' updated in {seconds:.2f} s")
 
 

@@ -240,6 +240,21 @@ def test_blend_arm_keeps_stored_order(settings: Settings, stores: Any) -> None:
     assert positions == sorted(positions)
 
 
+def test_fresh_switched_off_serves_without_fresh_candidates(
+    settings: Settings, stores: Any
+) -> None:
+    """RECSYS_FRESH_QUOTA=0 (the benchmark's "precomputed only"), for a user whose state has
+    a session vector: no fresh candidates and no failure (FAISS takes no k=0)."""
+    vector = np.ones(8, dtype=np.float32)
+    stores[0].apply_events([StateEvent("sv-1", "u3", "i7", "play", 1000.0, vector)], 600)
+    assert stores[0].get("u3").session_vector is not None
+    with TestClient(build(settings, stores, fresh_quota=0)) as client:
+        body = client.get("/v1/users/u3/recommendations", params={"k": 8}).json()
+    assert not body["degraded"], body["failures"]
+    assert len(body["items"]) == 8
+    assert all("fresh" not in i["sources"] for i in body["items"])
+
+
 def test_admin_reload_needs_token_and_swaps(settings: Settings, stores: Any) -> None:
     registry = ModelRegistry(settings.registry_url)
     with TestClient(build(settings, stores, admin_token=None)) as client:
