@@ -23,7 +23,6 @@ import threading
 import time
 import warnings
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -32,9 +31,6 @@ from shared.data.sources import MOVIELENS_100K, SYNTHETIC
 from shared.errors import ConfigError, DataError, ServiceUnavailable
 from shared.events import Event, EventType
 from shared.settings import Settings
-
-if TYPE_CHECKING:
-    from shared.storage.base import Store
 
 # What --services points the storage roles at (those `recsys services up` starts).
 SERVICE_URLS = {
@@ -298,40 +294,18 @@ def _wait_until_applied(
 
 def _nearline(settings: Settings, stop: threading.Event) -> None:
     """The nearline worker, in this process, until ``stop``."""
-    from nearline.embeddings import LiveItemVectors
-    from nearline.lake import LakeWriter
     from nearline.metrics import NearlineMetrics
-    from nearline.worker import Worker, WorkerConfig
-    from shared.registry import ModelRegistry
-    from shared.storage import factory
+    from nearline.worker import WorkerConfig
+    from recsys.nearline_cli import opened_worker
 
-    stores: list[Store] = []
+    config = WorkerConfig(group_id=WORKER_GROUP, poll_timeout_s=0.05)
     try:
-        event_log = factory.open_event_log(settings.event_log_url)
-        stores.append(event_log)
-        state = factory.open_user_state(
-            settings.user_state_url, settings.user_state_ttl_s, settings.recent_items_cap
-        )
-        stores.append(state)
-        history = factory.open_history(settings.history_url)
-        stores.append(history)
-        worker = Worker(
-            event_log,
-            state,
-            history,
-            LakeWriter(settings.lake_dir, event_log.topic),
-            vectors=LiveItemVectors(ModelRegistry(settings.registry_url)),
-            config=WorkerConfig(group_id=WORKER_GROUP, poll_timeout_s=0.05),
-            metrics=NearlineMetrics(),
-        )
-        worker.run(stop)
+        with opened_worker(settings, config, NearlineMetrics()) as worker:
+            worker.run(stop)
     except Exception as err:  # the API keeps serving; the page says events are not applied
         err_console.print(
             f"[red]nearline worker stopped:[/] {type(err).__name__}: {err}", soft_wrap=True
         )
-    finally:
-        for store in stores:
-            store.close()
 
 
 def _serve(settings: Settings, options: DemoOptions, version: str) -> None:

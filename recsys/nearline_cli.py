@@ -6,12 +6,19 @@ import logging
 import signal
 import threading
 import time
-from typing import Annotated
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from recsys.console import console
 from shared.settings import Settings
+
+if TYPE_CHECKING:
+    from nearline.metrics import NearlineMetrics
+    from nearline.worker import Worker, WorkerConfig
+    from shared.storage.base import Store
 
 app = typer.Typer(
     help="Nearline tier: events -> user state, history, event lake.", no_args_is_help=True
@@ -45,18 +52,48 @@ def run(
     log_level: Annotated[str, typer.Option(help="Logging level.")] = "INFO",
 ) -> None:
     """Consume the events topic until SIGTERM/SIGINT; then finish the batch and commit."""
-    from nearline.embeddings import LiveItemVectors
-    from nearline.lake import LakeWriter
     from nearline.metrics import NearlineMetrics
-    from nearline.worker import Worker, WorkerConfig
-    from shared.registry import ModelRegistry
-    from shared.storage import factory
-    from shared.storage.base import Store
+    from nearline.worker import WorkerConfig
 
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    settings = Settings()
+    config = WorkerConfig(
+        group_id=group,
+        topic=topic,
+        dead_letter_topic=dead_letter_topic,
+        poll_records=poll_records,
+        commit_interval_s=commit_interval,
+        half_life_s=half_life,
+    )
+    metrics = NearlineMetrics()
+    with opened_worker(Settings(), config, metrics) as worker:
+        if metrics_port:
+            metrics.serve(metrics_port)
+        stop = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+        started = time.perf_counter()
+        stats = worker.run(stop, max_records=max_records)
+        elapsed = time.perf_counter() - started
+    console.print(
+        f"nearline: {stats.records} records in {elapsed:.1f} s (applied {stats.applied},"
+        f" duplicates {stats.duplicates}, dead letters {stats.dead_letters}),"
+        f" {stats.commits} commits"
+    )
+
+
+@contextmanager
+def opened_worker(
+    settings: Settings, config: WorkerConfig, metrics: NearlineMetrics
+) -> Iterator[Worker]:
+    """A worker on the stores ``settings`` name (each pinged first), closed after."""
+    from nearline.embeddings import LiveItemVectors
+    from nearline.lake import LakeWriter
+    from nearline.worker import Worker
+    from shared.registry import ModelRegistry
+    from shared.storage import factory
+
     stores: list[Store] = []
     try:
         event_log = factory.open_event_log(settings.event_log_url)
@@ -69,40 +106,18 @@ def run(
         stores.append(history)
         for store in stores:
             factory.ping(store)
-        config = WorkerConfig(
-            group_id=group,
-            topic=topic,
-            dead_letter_topic=dead_letter_topic,
-            poll_records=poll_records,
-            commit_interval_s=commit_interval,
-            half_life_s=half_life,
-        )
-        metrics = NearlineMetrics()
-        worker = Worker(
+        yield Worker(
             event_log,
             state,
             history,
-            LakeWriter(settings.lake_dir, topic or event_log.topic),
+            LakeWriter(settings.lake_dir, config.topic or event_log.topic),
             vectors=LiveItemVectors(ModelRegistry(settings.registry_url)),
             config=config,
             metrics=metrics,
         )
-        if metrics_port:
-            metrics.serve(metrics_port)
-        stop = threading.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: stop.set())
-        started = time.perf_counter()
-        stats = worker.run(stop, max_records=max_records)
-        elapsed = time.perf_counter() - started
     finally:
         for store in stores:
             store.close()
-    console.print(
-        f"nearline: {stats.records} records in {elapsed:.1f} s (applied {stats.applied},"
-        f" duplicates {stats.duplicates}, dead letters {stats.dead_letters}),"
-        f" {stats.commits} commits"
-    )
 
 
 @app.command()

@@ -8,9 +8,13 @@ run ``recsys services up`` or deselect it, e.g. ``-m "not cassandra"``.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
+import subprocess
+import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +93,47 @@ _MOVIELENS_CANDIDATES = (
 def movielens_dir_session() -> Path:
     """:func:`movielens_dir` for fixtures wider than one test."""
     return _movielens_dir()
+
+
+@dataclass(frozen=True)
+class OfflineRun:
+    """One ``recsys offline run --dataset movielens-100k`` (benchmark split) of the session."""
+
+    home: Path  # its RECSYS_HOME: the registry with the bundle live, the stores
+    output: dict[str, Any]  # what --json printed
+    recommendations: Path  # --recommendations-out
+
+
+@pytest.fixture(scope="session")
+def ml100k_run(movielens_dir_session: Path, tmp_path_factory: pytest.TempPathFactory) -> OfflineRun:
+    """The offline job on MovieLens 100K through the CLI, once per session: the quality test
+    checks its metrics, the notebook test analyses its bundle (minutes on 2 busy cores)."""
+    home = tmp_path_factory.mktemp("ml100k") / "var"
+    recs = home.parent / "recommendations.parquet"
+    output = offline_run_cli(home, movielens_dir_session, "--recommendations-out", str(recs))
+    return OfflineRun(home, output, recs)
+
+
+def offline_run_cli(home: Path, movielens_dir: Path, *flags: str) -> dict[str, Any]:
+    """``recsys offline run --dataset movielens-100k --json FLAGS`` with ``home`` as
+    RECSYS_HOME on ``local[2]``; what it printed, parsed (fails with its stderr)."""
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("recsys")), "offline", "run", "--dataset",
+         "movielens-100k", "--json", *flags],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        env={
+            **os.environ,
+            "RECSYS_HOME": str(home),
+            "RECSYS_MOVIELENS_DIR": str(movielens_dir),
+            "RECSYS_SPARK_MASTER": "local[2]",
+        },
+        check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    output: dict[str, Any] = json.loads(done.stdout)
+    return output
 
 
 @pytest.fixture

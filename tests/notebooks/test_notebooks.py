@@ -1,17 +1,14 @@
 """The analyst notebooks run end to end on MovieLens 100K, and are committed without outputs.
 
-Two real offline runs (``recsys offline run --dataset movielens-100k --no-ranker``, then the
-default one, which reuses the content-addressed pipeline and goes live) make a registry
-with two bundles; every notebook then executes in a fresh kernel of this Python against
+Two real offline runs (the session's default ``recsys offline run --dataset movielens-100k``,
+live, shared with the quality test, and a ``--no-ranker`` one that reuses its
+content-addressed pipeline and is not promoted) make a registry with two bundles; every notebook then executes in a fresh kernel of this Python against
 it (``RECSYS_HOME``) and must finish without error and draw its figures.
 """
 
 from __future__ import annotations
 
 import base64
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +19,9 @@ from nbclient import NotebookClient
 from offline.analysis import experiments
 from shared.settings import Settings
 from shared.storage.factory import open_event_log
+from tests.conftest import OfflineRun, offline_run_cli
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
-RECSYS = str(Path(sys.executable).with_name("recsys"))
 # Figures each notebook draws (image/png outputs of its plot cells).
 FIGURES = {
     "explore_dataset.ipynb": 4,
@@ -35,38 +32,20 @@ FIGURES = {
 MAX_NOTEBOOK_BYTES = 40_000
 
 
-def _offline_run(home: Path, movielens_dir: Path, *flags: str) -> None:
-    done = subprocess.run(
-        [RECSYS, "offline", "run", "--dataset", "movielens-100k", "--json", *flags],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        env={
-            **os.environ,
-            "RECSYS_HOME": str(home),
-            "RECSYS_MOVIELENS_DIR": str(movielens_dir),
-            "RECSYS_SPARK_MASTER": "local[2]",
-        },
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-
-
 @pytest.fixture(scope="module")
 def _runs() -> dict[str, Path]:
     return {}  # filled once by the first test that needs the runs
 
 
 @pytest.fixture
-def offline_home(
-    _runs: dict[str, Path], movielens_dir: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Path:
-    """RECSYS_HOME holding two bundles of MovieLens 100K; the default (ranker) one is live."""
+def offline_home(_runs: dict[str, Path], ml100k_run: OfflineRun, movielens_dir: Path) -> Path:
+    """RECSYS_HOME holding two bundles of MovieLens 100K; the default (ranker) one is live.
+
+    The session's default run (``ml100k_run``, shared with the quality test) plus a
+    ``--no-ranker`` one that is not promoted (it reuses the content-addressed pipeline)."""
     if "home" not in _runs:
-        home = tmp_path_factory.mktemp("notebooks") / "var"
-        _offline_run(home, movielens_dir, "--no-ranker")
-        _offline_run(home, movielens_dir)
-        _runs["home"] = home
+        offline_run_cli(ml100k_run.home, movielens_dir, "--no-ranker", "--no-promote")
+        _runs["home"] = ml100k_run.home
     return _runs["home"]
 
 
