@@ -60,9 +60,6 @@ class _Rows:
     events: list[Event] = field(default_factory=list)
 
 
-LakeRows = dict[tuple[str, int], _Rows]  # (date, log partition) -> rows
-
-
 def lake_date(timestamp: float) -> str:
     return time.strftime("%Y-%m-%d", time.gmtime(timestamp))
 
@@ -73,7 +70,7 @@ class LakeWriter:
     def __init__(self, root: Path, topic: str) -> None:
         self.root = root
         self.topic = topic
-        self._pending: LakeRows = defaultdict(_Rows)
+        self._pending: dict[tuple[str, int], _Rows] = defaultdict(_Rows)
         self.rows_written = 0
         self.files_written = 0
 
@@ -89,25 +86,17 @@ class LakeWriter:
     def file_for(self, date: str, partition: int, first_offset: int) -> Path:
         return self.root / f"{date}_{self.topic}-p{partition:03d}-{first_offset:020d}.parquet"
 
-    def take(self) -> LakeRows:
-        """Hand over the buffered rows (one checkpoint's) and start an empty buffer."""
-        rows, self._pending = self._pending, defaultdict(_Rows)
-        return rows
-
-    def write(self, taken: LakeRows) -> list[Path]:
-        """Write rows handed over by ``take`` (safe in another thread than ``add``)."""
+    def flush(self) -> list[Path]:
+        """Write every buffered row; the buffer is emptied only when all files are in place."""
         written = []
-        for (date, partition), rows in sorted(taken.items()):
+        for (date, partition), rows in sorted(self._pending.items()):
             path = self.file_for(date, partition, min(rows.offsets))
             _write_atomic(path, _table(rows.events))
             written.append(path)
-        self.rows_written += sum(len(rows.offsets) for rows in taken.values())
+        self.rows_written += self.pending
         self.files_written += len(written)
+        self._pending.clear()
         return written
-
-    def flush(self) -> list[Path]:
-        """Write every buffered row (rows of a failed write are redelivered: no commit)."""
-        return self.write(self.take())
 
 
 def _table(events: list[Event]) -> pa.Table:

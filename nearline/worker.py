@@ -3,15 +3,10 @@
 One member of a consumer group. Per polled batch it parses the records (malformed ones go
 to the dead-letter topic with their error), folds the events into the users' state (one
 pipelined round trip, idempotent per event id) and writes them to the history (idempotent
-on event id), and buffers them for the lake. A checkpoint (every ``commit_interval_s`` or
-``commit_records``) snapshots the log positions reached and hands that checkpoint's lake
-rows and history writes to a background thread, which writes the lake files and waits for
-the history; polling goes on meanwhile, and the poll thread commits exactly the snapshot's
-positions once the background part succeeded (a consumer is not thread-safe, so commits
-stay on its thread). One checkpoint is in flight at a time. Before partitions are revoked
-and on shutdown the worker finishes the one in flight and checkpoints the rest, waiting. A
-checkpoint that failed commits nothing, ever after in this run: its records are delivered
-again. At-least-once delivery plus idempotent writes: no event is lost, none counted twice.
+on event id), and buffers them for the lake. At each checkpoint (every ``commit_interval_s``
+or ``commit_records``, before partitions are revoked, and on shutdown) it writes the lake
+files and only then commits the log offsets. At-least-once delivery plus idempotent writes:
+no event is lost, none counted twice.
 """
 
 from __future__ import annotations
@@ -20,7 +15,7 @@ import base64
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -28,7 +23,7 @@ import orjson
 from pydantic import ValidationError
 
 from nearline.embeddings import ItemVectors, LiveItemVectors
-from nearline.lake import LakeRows, LakeWriter
+from nearline.lake import LakeWriter
 from nearline.metrics import NearlineMetrics
 from shared.errors import ConfigError
 from shared.events import Event, EventType
@@ -71,22 +66,8 @@ class WorkerStats:
     commits: int = 0
     commit_failures: int = 0
     seconds: dict[str, float] = field(
-        default_factory=lambda: dict.fromkeys(
-            ("parse", "state", "history", "lake", "commit", "checkpoint_wait"), 0.0
-        )
+        default_factory=lambda: dict.fromkeys(("parse", "state", "history", "lake", "commit"), 0.0)
     )
-
-
-_HistoryWrites = list[tuple[Future[None], list[Event]]]
-
-
-@dataclass
-class _Checkpoint:
-    """One checkpoint in flight: what it commits, once its background part returned True."""
-
-    positions: Mapping[int, int]
-    records: int
-    done: Future[bool]
 
 
 @dataclass
@@ -181,15 +162,11 @@ class Worker:
                 f" window ({state.dedupe_window}), else a replay could count an event twice"
             )
         self._consumer: LogConsumer | None = None
-        self._uncommitted = 0  # records polled since the last checkpoint's snapshot
+        self._uncommitted = 0
         self._since_commit = time.monotonic()
         self._stop = threading.Event()
         self._history_pool: ThreadPoolExecutor | None = None
-        self._history_pending: _HistoryWrites = []
-        self._checkpoint_pool: ThreadPoolExecutor | None = None
-        self._in_flight: _Checkpoint | None = None
-        self._failed = False  # a checkpoint failed: nothing more may be committed in this run
-        self._halt = threading.Event()  # set on leaving run: background retries give up
+        self._history_pending: list[tuple[Future[None], list[Event]]] = []
 
     def run(
         self, stop: threading.Event | None = None, max_records: int | None = None
@@ -199,39 +176,25 @@ class Worker:
         self._log.create_topic(self.dead_letter_topic)
         consumer = self._log.consumer(self.config.group_id, self.topic, on_revoke=self.checkpoint)
         self._consumer = consumer
-        self._failed = False
-        self._halt.clear()
         try:
             while not stop.is_set():
                 records = consumer.poll(self.config.poll_records, self.config.poll_timeout_s)
                 if records and not self._process(records, stop):
-                    # Stopped while a store was down: leave this batch uncommitted.
-                    self._finish_in_flight()
-                    return self.stats
+                    return self.stats  # stopped while a store was down: leave it uncommitted
                 self.metrics.set_partitions(consumer.assignment(), consumer.lag())
-                self._finish_in_flight(wait=self._backlogged())
-                if self._in_flight is None and self._checkpoint_due():
-                    self._start_checkpoint()
-                if self._backlogged():
-                    self._finish_in_flight()
+                if self._checkpoint_due():
+                    self.checkpoint()
                 if max_records is not None and self.stats.records >= max_records:
                     break
             self.checkpoint()
         finally:
-            self._halt.set()
-            self._shutdown_pools()
             consumer.close()
             self._consumer = None
+            if self._history_pool is not None:
+                self._history_pool.shutdown(wait=True)
+                self._history_pool = None
+            self._history_pending.clear()
         return self.stats
-
-    def _shutdown_pools(self) -> None:
-        """Let the background threads finish (nothing more is committed after an error)."""
-        for pool in (self._checkpoint_pool, self._history_pool):
-            if pool is not None:
-                pool.shutdown(wait=True)
-        self._checkpoint_pool = self._history_pool = None
-        self._in_flight = None
-        self._history_pending.clear()
 
     def _checkpoint_due(self) -> bool:
         if not self._uncommitted:
@@ -241,91 +204,33 @@ class Worker:
             age >= self.config.commit_interval_s or self._uncommitted >= self.config.commit_records
         )
 
-    def _backlogged(self) -> bool:
-        """Whether another poll could leave more than the dedupe window's bound uncommitted.
-
-        Waiting for the checkpoint in flight whenever it and the records since pass
-        ``commit_records`` keeps everything uncommitted within ``commit_records +
-        poll_records``, as with one checkpoint at a time: a replay after a crash re-applies
-        no more than that many records, within the state's dedupe window.
-        """
-        cp = self._in_flight
-        return cp is not None and cp.records + self._uncommitted > self.config.commit_records
-
     def checkpoint(self) -> None:
-        """Finish the checkpoint in flight, then checkpoint the rest; commit both, waiting.
+        """Write the lake files, finish the history writes, then commit the offsets.
 
-        Runs on the consumer's thread: before partitions are revoked and on shutdown.
+        The lake files go first, while the last history writes are still in flight, so the
+        checkpoint blocks the poll loop for the longer of the two rather than their sum.
+        Written files without a commit are harmless: a replay rewrites them (see lake.py).
         """
-        if self._consumer is None:
+        if self._consumer is None or not self._uncommitted:
             return
-        self._finish_in_flight()
-        if self._uncommitted:
-            self._start_checkpoint()
-            self._finish_in_flight()
-
-    def _start_checkpoint(self) -> None:
-        """Snapshot the positions; hand the lake rows and history writes up to here over."""
-        assert self._consumer is not None and self._in_flight is None
-        if self._checkpoint_pool is None:
-            self._checkpoint_pool = ThreadPoolExecutor(1, thread_name_prefix="nearline-checkpoint")
-        rows, history = self._lake.take(), self._history_pending
-        self._history_pending = []
-        self._in_flight = _Checkpoint(
-            self._consumer.positions(),
-            self._uncommitted,
-            self._checkpoint_pool.submit(self._write_checkpoint, rows, history),
-        )
-        self._uncommitted = 0
-        self._since_commit = time.monotonic()
-
-    def _write_checkpoint(self, rows: LakeRows, history: _HistoryWrites) -> bool:
-        """The background part: write the lake files while the history writes finish.
-
-        The lake files go first, while the last history writes are still in flight. Written
-        files without a commit are harmless: a replay rewrites them (see lake.py).
-        """
         started = time.perf_counter()
-        self.metrics.lake_files.inc(len(self._lake.write(rows)))
+        self.metrics.lake_files.inc(len(self._lake.flush()))
         self.stats.seconds["lake"] += time.perf_counter() - started
-        return self._settle_history(history, 0)
-
-    def _finish_in_flight(self, wait: bool = True) -> None:
-        """Commit the checkpoint in flight once its background part succeeded.
-
-        A failed one (stopped with a store down, or an error, which is raised here) commits
-        nothing, and neither does any later checkpoint of this run: the records since the
-        last commit are delivered again, and the idempotent writes absorb them.
-        """
-        cp = self._in_flight
-        if cp is None or not (wait or cp.done.done()):
+        if not self._settle_history(0):
+            self._uncommitted = 0  # stopped with a store down: nothing is committed
             return
-        started = time.perf_counter()
-        self._in_flight = None
+        settled = time.perf_counter()
         try:
-            settled = cp.done.result()
-        except BaseException:
-            self._failed = True
-            raise
-        finally:
-            self.stats.seconds["checkpoint_wait"] += time.perf_counter() - started
-        if not settled:
-            self._failed = True
-        if not self._failed:
-            self._commit(cp.positions)
-
-    def _commit(self, positions: Mapping[int, int]) -> None:
-        assert self._consumer is not None
-        started = time.perf_counter()
-        try:
-            self._consumer.commit(positions)
+            self._consumer.commit()
             self.stats.commits += 1
             self.metrics.commits.inc()
         except CommitFailed as err:
             self.stats.commit_failures += 1
             self.metrics.commit_failures.inc()
             log.warning("%s", err)
-        self.stats.seconds["commit"] += time.perf_counter() - started
+        self.stats.seconds["commit"] += time.perf_counter() - settled
+        self._uncommitted = 0
+        self._since_commit = time.monotonic()
 
     def _process(self, records: list[LogRecord], stop: threading.Event) -> bool:
         """Apply one batch, retrying while a store is down; False if stopped meanwhile."""
@@ -343,7 +248,7 @@ class Worker:
                 if not self._backoff(err, backoff, stop):
                     return False
                 backoff = min(backoff * 2, self.config.max_backoff_s)
-        if not self._settle_history(self._history_pending, self.config.history_in_flight):
+        if not self._settle_history(self.config.history_in_flight):
             return False
         for record, event in parsed.good:
             self._lake.add(record.partition, record.offset, event)
@@ -382,10 +287,10 @@ class Worker:
         write(events)
         self.stats.seconds[stage] += time.perf_counter() - started
 
-    def _settle_history(self, pending: _HistoryWrites, keep: int) -> bool:
-        """Wait until at most ``keep`` of ``pending`` are in flight, redoing failed ones."""
-        while len(pending) > keep:
-            future, events = pending.pop(0)
+    def _settle_history(self, keep: int) -> bool:
+        """Wait until at most ``keep`` history writes are in flight, redoing failed ones."""
+        while len(self._history_pending) > keep:
+            future, events = self._history_pending.pop(0)
             error = future.exception()
             backoff = 0.1
             while error is not None:
@@ -403,7 +308,7 @@ class Worker:
         """Count and log a failed write, wait; False if asked to stop meanwhile."""
         self.metrics.write_retries.labels(type(err).__name__).inc()
         log.warning("a store did not take the batch, retrying in %.1f s: %s", seconds, err)
-        return not stop.wait(seconds) and not self._halt.is_set()
+        return not stop.wait(seconds)
 
     def _count(self, records: list[LogRecord], parsed: _Parsed, applied: int) -> None:
         duplicates = len(parsed.good) - applied

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 
 from nearline.api import create_app
 from nearline.embeddings import LiveItemVectors
-from nearline.lake import LakeRows, LakeWriter, read_lake
+from nearline.lake import LakeWriter, read_lake
 from nearline.metrics import NearlineMetrics
 from nearline.worker import Worker, WorkerConfig, parse
 from shared.bundle import ITEM_IDS, ITEM_VECTORS, Embeddings, write_embeddings
@@ -342,93 +342,3 @@ def test_failed_writes_are_retried_and_still_count_once(stores: Stores) -> None:
     consumer = stores.log.consumer("dlq", topic=worker.dead_letter_topic)
     assert len(consumer.poll(100, 0.5)) == 1  # sent once although its batch was retried
     consumer.close()
-
-
-class _GatedLake(LakeWriter):
-    """Writes a checkpoint's files only once ``gate`` is set; fails instead when ``fail``."""
-
-    def __init__(self, root: Path, topic: str, fail: bool = False) -> None:
-        super().__init__(root, topic)
-        self.gate, self.fail = threading.Event(), fail
-
-    def write(self, taken: LakeRows) -> list[Path]:
-        if self.fail:
-            raise OSError("disk full")
-        assert self.gate.wait(10)
-        return super().write(taken)
-
-
-def test_a_checkpoint_commits_its_snapshot_not_what_was_polled_while_it_ran(
-    stores: Stores,
-) -> None:
-    events = make_events(users=10, per_user=10)
-    produce(stores.log, events)
-    lake = _GatedLake(stores.lake, stores.log.topic)
-    worker = Worker(stores.log, stores.state, stores.history, lake, config=WorkerConfig())
-    consumer = worker._consumer = stores.log.consumer("g")
-    first = consumer.poll(60, 0.5)
-    assert worker._process(first, threading.Event())
-    worker._start_checkpoint()  # the lake write now waits for the gate in the background
-    later = consumer.poll(100, 0.5)
-    assert len(later) == 40 and worker._process(later, threading.Event())
-    worker._finish_in_flight(wait=False)
-    assert worker.stats.commits == 0  # still in flight: the poll thread went on
-    lake.gate.set()
-    worker._finish_in_flight()
-    assert worker.stats.commits == 1
-    worker._shutdown_pools()
-    consumer.close()
-    again = stores.log.consumer("g")
-    redelivered = again.poll(100, 0.5)
-    again.close()
-    assert sorted((r.partition, r.offset) for r in redelivered) == sorted(
-        (r.partition, r.offset) for r in later
-    )
-    assert len(read_lake(stores.lake)) == 60  # the first checkpoint's rows only
-
-
-def test_a_failed_checkpoint_commits_nothing_and_its_records_come_again(
-    stores: Stores,
-) -> None:
-    events = make_events(users=10, per_user=20)
-    produce(stores.log, events)
-    lake = _GatedLake(stores.lake, stores.log.topic, fail=True)
-    failing = Worker(
-        stores.log,
-        stores.state,
-        stores.history,
-        lake,
-        config=WorkerConfig(group_id="g", poll_records=50, commit_records=50),
-    )
-    with pytest.raises(OSError, match="disk full"):
-        failing.run(max_records=len(events))
-    assert failing.stats.commits == 0 and failing.stats.records >= 50
-    stats = stores.worker(poll_records=70).run(max_records=len(events))
-    assert stats.records == len(events)  # nothing was committed: every record came again
-    assert stats.duplicates == failing.stats.applied
-    states = stores.state.get_many([f"u{u}" for u in range(10)])
-    assert {u: s.counters for u, s in states.items()} == expected_counters(events)
-    raw = sum(len(pq_rows(p)) for p in stores.lake.glob("*.parquet"))
-    assert raw == len(events)
-
-
-def test_uncommitted_records_stay_within_the_dedupe_bound_while_checkpoints_lag(
-    stores: Stores,
-) -> None:
-    produce(stores.log, make_events(users=20, per_user=30))
-    lake = _GatedLake(stores.lake, stores.log.topic)
-    config = WorkerConfig(group_id="g", poll_records=50, commit_records=100)
-    worker = Worker(stores.log, stores.state, stores.history, lake, config=config)
-    most = [0]
-    original = worker._process
-
-    def process(records: list[LogRecord], stop: threading.Event) -> bool:
-        in_flight = worker._in_flight.records if worker._in_flight else 0
-        most[0] = max(most[0], in_flight + worker._uncommitted + len(records))
-        return original(records, stop)
-
-    worker._process = process  # type: ignore[method-assign]
-    threading.Timer(0.5, lake.gate.set).start()  # the first checkpoint lags half a second
-    stats = worker.run(max_records=600)
-    assert stats.records == 600 and stats.commits >= 4
-    assert most[0] <= config.commit_records + config.poll_records
