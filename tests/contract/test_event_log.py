@@ -189,15 +189,22 @@ def test_on_revoke_runs_before_partitions_move_to_a_new_member() -> None:
         drain(first, 20)
         assert first.assignment() == [0, 1, 2, 3]
         second = log.consumer(group)
-        for _ in range(60):
+        for _ in range(100):
             first.poll(timeout_s=0.2)
             second.poll(timeout_s=0.2)
-            if first.assignment() and second.assignment() and len(first.assignment()) < 4:
+            # Settled: both members own partitions, and each partition exactly one of them
+            # (mid-rebalance a member that has not polled yet still reports its old ones).
+            if first.assignment() and second.assignment() and split(first, second):
                 break
         assert revoked, "the first member was not told before its partitions moved"
-        assert sorted(first.assignment() + second.assignment()) == [0, 1, 2, 3]
+        assert split(first, second), (first.assignment(), second.assignment())
     finally:
         first.close()
         if second is not None:
             second.close()
         log.close()
+
+
+def split(*members: LogConsumer) -> bool:
+    """The members' partitions are 0-3, each owned by exactly one of them."""
+    return sorted(p for m in members for p in m.assignment()) == [0, 1, 2, 3]
