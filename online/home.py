@@ -6,8 +6,8 @@ rather than one list) in one request:
 * **Top picks for you**: the full blend, exactly what ``/recommendations`` returns
   (precomputed, fresh, trending and popular candidates ranked by the resident ranker).
 * **Because you watched X**: the FAISS neighbours of the user's most recent engaged item,
-  read from the user state that the nearline tier keeps. The row changes as soon as the
-  worker has folded a play into the state: nothing here is cached.
+  read from the user state that the nearline tier keeps (the same read the blend makes). The
+  row changes as soon as the worker has folded a play into the state: nothing is cached.
 * **Trending now**: the bundle's trending items (popular ones when nothing trends).
 
 Each row carries its sources, the bundle that served it and the server time it took, so
@@ -23,8 +23,6 @@ from dataclasses import dataclass, field
 from online import blend
 from online.bundle import CatalogueItem, ServingBundle
 from online.recommend import Answer, NoBundle, Recommender
-from online.stores import StageFailed
-from shared.storage.user_state import UserState
 
 TOP_PICKS = "top_picks"
 BECAUSE = "because_you_watched"
@@ -61,6 +59,7 @@ class Home:
     recent: list[str]  # most recent first
     server_ms: float
     top_picks: Answer  # for the impression log
+    catalogue: ServingBundle  # the bundle read once for the page: titles, years, genres
 
 
 def title_of(bundle: ServingBundle, item_id: str) -> str:
@@ -86,17 +85,13 @@ async def home(recommender: Recommender, user_id: str, k: int) -> Home:
         timings_ms=answer.timings_ms,
     )
 
+    # The state the blend read (no second read): its recent items seed the next row.
     t = time.perf_counter()
-    state: UserState | None = None
-    failures: dict[str, str] = {}
-    try:
-        timeout = recommender.settings.store_timeout_ms / 1000
-        state = await recommender.user_state.call(lambda s: s.get(user_id), timeout)
-    except StageFailed as err:
-        failures["user_state"] = str(err)
-    recent = list(state.recent_items) if state is not None else []
+    recent = answer.recent
     because = because_you_watched(bundle, recent, k)
-    because.degraded, because.failures = bool(failures), failures
+    if "user_state" in answer.failures:
+        because.degraded = True
+        because.failures = {"user_state": answer.failures["user_state"]}
     because.server_ms = round((time.perf_counter() - t) * 1000, 3)
 
     t = time.perf_counter()
@@ -110,6 +105,7 @@ async def home(recommender: Recommender, user_id: str, k: int) -> Home:
         recent=recent,
         server_ms=round((time.perf_counter() - started) * 1000, 3),
         top_picks=answer,
+        catalogue=bundle,
     )
 
 

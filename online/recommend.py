@@ -64,6 +64,7 @@ class Answer:
     failures: dict[str, str]
     timings_ms: dict[str, float]
     surface: str = "home"
+    recent: list[str] = field(default_factory=list)  # the user's recent items, as read
 
 
 @dataclass
@@ -148,6 +149,7 @@ class Recommender:
             failures=got.failures,
             timings_ms={s: round(ms, 3) for s, ms in got.timings.items()},
             surface=surface,
+            recent=list(got.state.recent_items) if got.state is not None else [],
         )
 
     async def _gather(self, bundle: ServingBundle, user_id: str, deadline: float) -> _Gathered:

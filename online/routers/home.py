@@ -44,8 +44,7 @@ async def home(
         raise HTTPException(503, f"no bundle to serve from: {err}") from err
     if recommender.settings.log_impressions:
         background.add_task(impressions.log, page.top_picks)
-    bundle = recommender.holder.current
-    assert bundle is not None  # home() raised NoBundle otherwise
+    bundle = page.catalogue
     return HomeResponse(
         user_id=page.user_id,
         arm=page.arm,
