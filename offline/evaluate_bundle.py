@@ -24,24 +24,27 @@ from shared.settings import Settings
 from shared.storage.factory import open_candidates
 
 
-def evaluate_bundle(settings: Settings, version: str) -> dict[str, Any]:
+def bundle_split(settings: Settings, version: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The training and test parts bundle ``version`` was fitted and scored on."""
     registry = ModelRegistry(settings.registry_url)
-    info = registry.get(version)
-    folder = registry.path(version)
-    params = info.params
-    keys = params.get("pipeline_keys") or {}
+    keys = registry.get(version).params.get("pipeline_keys") or {}
     split_dir = default_work_dir(settings) / "split" / str(keys.get("split"))
     if not (split_dir / "train").exists():
         raise DataError(
             f"bundle {version}: its pipeline output {split_dir} is gone; rerun the offline job"
         )
     train = pd.read_parquet(split_dir / "train")
-    if (folder / HOLDOUT).is_file():
-        test = pd.read_parquet(folder / HOLDOUT)
-    elif (split_dir / "test").exists():
-        test = pd.read_parquet(split_dir / "test")
-    else:
-        raise DataError(f"bundle {version}: trained on everything (split none); no test part")
+    if (registry.path(version) / HOLDOUT).is_file():
+        return train, pd.read_parquet(registry.path(version) / HOLDOUT)
+    if (split_dir / "test").exists():
+        return train, pd.read_parquet(split_dir / "test")
+    raise DataError(f"bundle {version}: trained on everything (split none); no test part")
+
+
+def evaluate_bundle(settings: Settings, version: str) -> dict[str, Any]:
+    registry = ModelRegistry(settings.registry_url)
+    params = registry.get(version).params
+    train, test = bundle_split(settings, version)
     k = int(params.get("k", 10))
     index = IdIndex.from_frames(train)
     matrix = index.matrix(train)

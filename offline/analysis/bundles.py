@@ -28,6 +28,7 @@ import numpy.typing as npt
 import orjson
 import pandas as pd
 
+from offline.evaluate_bundle import bundle_split
 from offline.generators.matrix import IdIndex
 from offline.job import Fitted, RankedLists
 from offline.metrics import (
@@ -38,10 +39,8 @@ from offline.metrics import (
     ranking_metrics,
     slice_metrics,
 )
-from offline.pipeline.run import default_work_dir
 from offline.report import Evaluation
 from shared import bundle as layout
-from shared.errors import DataError
 from shared.registry import BundleInfo, ModelRegistry
 from shared.settings import Settings
 from shared.storage.factory import open_candidates
@@ -77,23 +76,6 @@ class BundleLists:
     @property
     def recommended(self) -> IntArray:
         return self.evaluation.recommended
-
-
-def bundle_split(settings: Settings, version: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The training and test parts bundle ``version`` was fitted and scored on."""
-    registry = ModelRegistry(settings.registry_url)
-    info = registry.get(version)
-    folder = registry.path(version)
-    split_key = (info.params.get("pipeline_keys") or {}).get("split")
-    split_dir = default_work_dir(settings) / "split" / str(split_key)
-    if not (split_dir / "train").exists():
-        raise DataError(f"bundle {version}: its pipeline output {split_dir} is gone")
-    train = pd.read_parquet(split_dir / "train")
-    if (folder / layout.HOLDOUT).is_file():
-        return train, pd.read_parquet(folder / layout.HOLDOUT)
-    if (split_dir / "test").exists():
-        return train, pd.read_parquet(split_dir / "test")
-    raise DataError(f"bundle {version}: trained on everything (split none); no test part")
 
 
 def load_bundle_lists(settings: Settings, version: str, k_max: int = 50) -> BundleLists:
