@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -20,14 +19,41 @@ from typing import Any
 
 import pytest
 
+from tests.names import CREATED, unique
+
+__all__ = ["unique"]
+
 KAFKA_URL = os.environ.get("RECSYS_TEST_KAFKA_URL", "kafka://127.0.0.1:9092")
 REDIS_URL = os.environ.get("RECSYS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 CASSANDRA_URL = os.environ.get("RECSYS_TEST_CASSANDRA_URL", "cassandra://127.0.0.1:9042")
 
 
-def unique(prefix: str) -> str:
-    """A name no other test (or earlier run against the same servers) uses."""
-    return f"{prefix}_{secrets.token_hex(4)}"
+@pytest.fixture(scope="session", autouse=True)
+def _delete_test_topics() -> Iterator[None]:
+    """Delete the Kafka topics this session's tests created (named by :func:`unique`, and
+    their dead-letter topics): a broker that keeps thousands of test partitions takes
+    minutes to start. Best effort: a broker that is down has nothing to clean."""
+    yield
+    if not CREATED:
+        return
+    from kafka import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    try:
+        admin = KafkaAdminClient(
+            bootstrap_servers=KAFKA_URL.removeprefix("kafka://").split("/")[0].split(","),
+            request_timeout_ms=5000,
+        )
+    except KafkaError:
+        return
+    try:
+        ours = [t for t in admin.list_topics() if t.removesuffix(".dead-letter") in CREATED]
+        for start in range(0, len(ours), 100):
+            admin.delete_topics(ours[start : start + 100], timeout_ms=30_000)
+    except KafkaError:
+        pass
+    finally:
+        admin.close()
 
 
 @pytest.fixture(scope="session")

@@ -10,10 +10,15 @@ with a synthetic bundle of its own for session vectors and fresh candidates:
 2. freshness: a ``recsys nearline run`` subprocess while this process produces at each rate
    of ``--rates`` for ``--seconds``; every 20 ms one probe event for a new user goes out with
    the load, and a reader polls Redis every 2 ms: freshness is from just before the probe's
-   append to the first read that sees its state;
+   send to the first read that sees its state. The load goes out through a producer of its
+   own that does not wait for each tick's acknowledgements (``acks=all`` and a final flush),
+   so a slow acknowledgement delays no tick and the rate asked for is the rate produced;
 3. fresh candidates: computed on request from the state (what the online tier does), p50
    and p99 over states read back from Redis, and what precomputing them in the worker would
    cost per batch of ``--poll-records`` events.
+
+The run's topics are deleted at the end, like its keyspace: a broker that keeps thousands of
+benchmark partitions starts slowly.
 
 Figures are medians (and p50/p99 for latencies); nothing here asserts a timing.
 """
@@ -312,7 +317,7 @@ class _Run:
         tick = 0.02
         per_tick = max(1, round(rate * tick))
         ticks = int(seconds / tick)
-        load = self.events(per_tick * ticks)
+        payloads = [(e.user_id.encode(), e.to_json()) for e in self.events(per_tick * ticks)]
         sent: dict[str, float] = {}
         seen: dict[str, float] = {}
         done = threading.Event()
@@ -332,19 +337,24 @@ class _Run:
         last_send = [time.perf_counter()]
         thread = threading.Thread(target=reader, daemon=True)
         thread.start()
-        started = time.perf_counter()
-        for n in range(ticks):
-            probe = f"{prefix}{n}"
-            chunk = load[n * per_tick : (n + 1) * per_tick]
-            records = [(e.user_id, e.to_json()) for e in chunk]
-            records.append((probe, Event(user_id=probe, item_id="i1", type="play").to_json()))
-            sent[probe] = time.perf_counter()
-            log.append(records)
-            last_send[0] = time.perf_counter()
-            delay = started + (n + 1) * tick - time.perf_counter()
-            if delay > 0:
-                time.sleep(delay)
-        produced_for = time.perf_counter() - started
+        producer = self._producer()
+        try:
+            started = time.perf_counter()
+            for n in range(ticks):
+                probe = f"{prefix}{n}"
+                for key, value in payloads[n * per_tick : (n + 1) * per_tick]:
+                    producer.send(log.topic, key=key, value=value)
+                probe_event = Event(user_id=probe, item_id="i1", type="play").to_json()
+                sent[probe] = time.perf_counter()
+                producer.send(log.topic, key=probe.encode(), value=probe_event)
+                last_send[0] = time.perf_counter()
+                delay = started + (n + 1) * tick - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+            produced_for = time.perf_counter() - started
+            producer.flush(60)
+        finally:
+            producer.close(10)
         done.set()
         thread.join(180)
         latencies = [(seen[u] - sent[u]) * 1000 for u in sent if u in seen]
@@ -357,10 +367,26 @@ class _Run:
             "freshness_ms_p99": round(_pct(latencies, 99), 1),
         }
 
+    def _producer(self) -> Any:
+        from kafka import KafkaProducer
+
+        return KafkaProducer(
+            bootstrap_servers=self.kafka.removeprefix("kafka://"), acks="all", linger_ms=2
+        )
+
     def close(self) -> None:
+        from kafka import KafkaAdminClient
+
         from shared.storage.cassandra.connection import connect, parse_cassandra_url
 
         self.history.close()
+        admin = KafkaAdminClient(bootstrap_servers=self.kafka.removeprefix("kafka://"))
+        try:
+            mine = [t for t in admin.list_topics() if t.startswith(f"bench_nearline_{self.tag}")]
+            if mine:
+                admin.delete_topics(mine)
+        finally:
+            admin.close()
         cluster, session = connect("bench", self.cassandra, parse_cassandra_url(self.cassandra))
         try:
             session.execute(f"DROP KEYSPACE IF EXISTS {self.keyspace}")
