@@ -5,7 +5,7 @@ No I/O and no model here: lists in, lists out, so every rule is unit-tested on i
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -85,11 +85,13 @@ def merge(
             source = f"{PRECOMPUTED}:{label}" if label else PRECOMPUTED
             add(item=item, source=source, score=scores[row], rank=taken, because=None, row=row)
             taken += 1
-    for name, quota, listed in (
-        (FRESH, quotas.fresh, [(f.item_id, f.score, f.because) for f in fresh]),
-        (TRENDING, quotas.trending, [(i, 0.0, None) for i in trending]),
-        (POPULAR, quotas.popular, [(i, 0.0, None) for i in popular]),
-    ):
+    # Lazily: trending and popular are whole-catalogue lists, of which a quota is taken.
+    sources: tuple[tuple[str, int, Iterable[tuple[str, float, str | None]]], ...] = (
+        (FRESH, quotas.fresh, ((f.item_id, f.score, f.because) for f in fresh)),
+        (TRENDING, quotas.trending, ((i, 0.0, None) for i in trending)),
+        (POPULAR, quotas.popular, ((i, 0.0, None) for i in popular)),
+    )
+    for name, quota, listed in sources:
         taken = 0
         for item, score, because in listed:
             if taken == quota:

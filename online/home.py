@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from itertools import islice
 
 from online import blend
 from online.bundle import CatalogueItem, ServingBundle
@@ -131,7 +132,6 @@ def trending_row(bundle: ServingBundle, recent: list[str], k: int) -> Row:
     if not pool:
         source, title, pool = blend.POPULAR, "Popular now", bundle.popular
     reason = "trending now" if source == blend.TRENDING else "popular now"
-    items = [
-        Tile(i, bundle.items[i].trending_score, [source], reason) for i in pool if i not in seen
-    ][:k]
+    unseen = (i for i in pool if i not in seen)  # the pool is the whole catalogue: stop at k
+    items = [Tile(i, bundle.items[i].trending_score, [source], reason) for i in islice(unseen, k)]
     return Row(TRENDING, title, items, bundle.version, 0.0)

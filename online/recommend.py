@@ -40,6 +40,7 @@ from shared.storage.user_state import UserState, UserStateStore
 
 log = logging.getLogger(__name__)
 _COMPUTE_RESERVE_S = 0.010  # kept back from the store stage for ranking and the response
+_ARM_CACHE_SIZE = 100_000  # users whose arm is remembered (then the memo starts over)
 
 
 class NoBundle(Exception):
@@ -92,6 +93,7 @@ class Recommender:
         self.candidates = candidates
         self.metrics = metrics
         self.cache = CandidateCache(settings.candidates_cache_ttl_s, settings.candidates_cache_size)
+        self._arms: dict[str, Arm] = {}  # the settings are fixed for the process's life
         self.quotas = blend.Quotas(
             precomputed=settings.precomputed_quota,
             fresh=settings.fresh_quota,
@@ -110,7 +112,14 @@ class Recommender:
             scratch._compute(bundle, arm, _Gathered(state=state), 10, set())
 
     def arm_of(self, user_id: str) -> Arm:
-        return assign(user_id, self.settings.experiment_salt, self.settings.experiment_arms)
+        """The user's arm, hashed once per user (SHA-256 per request is measurable here)."""
+        arm = self._arms.get(user_id)
+        if arm is None:
+            if len(self._arms) >= _ARM_CACHE_SIZE:
+                self._arms.clear()
+            arm = assign(user_id, self.settings.experiment_salt, self.settings.experiment_arms)
+            self._arms[user_id] = arm
+        return arm
 
     async def recommend(
         self, user_id: str, k: int, exclude: set[str], surface: str = "home"
@@ -135,11 +144,11 @@ class Recommender:
             items = self._popular_only(bundle, got, k, exclude)
         total = time.perf_counter() - started
         got.timings["total"] = total * 1000
-        self.metrics.request_seconds.labels(arm.name).observe(total)
+        self.metrics.child(self.metrics.request_seconds, arm.name).observe(total)
         for stage, reason in got.failures.items():
             self.metrics.fallbacks.labels(stage, _reason_kind(reason)).inc()
         for item in items:
-            self.metrics.served.labels(item.sources[0].partition(":")[0]).inc()
+            self.metrics.child(self.metrics.served, item.sources[0].partition(":")[0]).inc()
         return Answer(
             user_id=user_id,
             items=items,
@@ -174,7 +183,7 @@ class Recommender:
         finally:
             seconds = time.perf_counter() - started
             got.timings[stage] = seconds * 1000
-            self.metrics.stage_seconds.labels(stage).observe(seconds)
+            self.metrics.child(self.metrics.stage_seconds, stage).observe(seconds)
 
     async def _read_candidates(
         self, bundle: ServingBundle, user_id: str, timeout: float
@@ -210,7 +219,7 @@ class Recommender:
         t = self._lap(got, "merge", t)
         per_source = Counter(entry.sources[0].partition(":")[0] for entry in pool)
         for source, count in per_source.items():
-            self.metrics.candidates.labels(source).inc(count)
+            self.metrics.child(self.metrics.candidates, source).inc(count)
         if not pool:
             return []
         if arm.rerank and bundle.ranker is not None:
@@ -269,7 +278,7 @@ class Recommender:
     def _lap(self, got: _Gathered, stage: str, since: float) -> float:
         now = time.perf_counter()
         got.timings[stage] = (now - since) * 1000
-        self.metrics.stage_seconds.labels(stage).observe(now - since)
+        self.metrics.child(self.metrics.stage_seconds, stage).observe(now - since)
         return now
 
 
@@ -286,12 +295,17 @@ def ranking_features(
     spec = bundle.ranker.spec
     stored = _stored_features(cands, len(spec.names))
     history = history_length(spec, stored, recent)
-    features = unproposed_features(spec, bundle.popularity_of([p.item_id for p in pool]), history)
+    features = np.empty((len(pool), len(spec.names)), dtype=np.float32)
+    others = list(range(len(pool)))
     if stored is not None:
         at = [(i, e.stored_row) for i, e in enumerate(pool) if e.stored_row is not None]
         if at:
             rows, stored_rows = zip(*at, strict=True)
             features[list(rows)] = stored[list(stored_rows)]
+            others = [i for i, e in enumerate(pool) if e.stored_row is None]
+    if others:  # computed only for the candidates without a stored row
+        popularity = bundle.popularity_of([pool[i].item_id for i in others])
+        features[others] = unproposed_features(spec, popularity, history)
     return features
 
 

@@ -65,19 +65,34 @@ class FreshCandidates:
         if not seeds or k <= 0:
             return []
         seen = set(state.recent_items)
-        queries = self.embeddings.vectors[[self._rows[s] for s in seeds]]
-        ids, scores = self.index.search(queries, k + len(seen))
-        best: dict[int, tuple[float, str]] = {}
-        for rank, seed in enumerate(seeds):
-            discount = self.recency_discount**rank
-            for row, score in zip(ids[rank].tolist(), scores[rank].tolist(), strict=True):
-                if row < 0 or self.embeddings.ids[row] in seen:
-                    continue
-                value = score * discount
-                if row not in best or value > best[row][0]:
-                    best[row] = (value, seed)
-        top = sorted(best.items(), key=lambda kv: (-kv[1][0], kv[0]))[:k]
-        return [FreshCandidate(self.embeddings.ids[row], s, seed) for row, (s, seed) in top]
+        rows = np.fromiter((self._rows[s] for s in seeds), dtype=np.int64, count=len(seeds))
+        ids, scores = self.index.search(self.embeddings.vectors[rows], k + len(seen))
+        # In numpy rather than a loop over seeds x neighbours (the request path's hot spot):
+        # each item keeps its best discounted score, a tie going to the more recent seed;
+        # then best score first, ties by row.
+        values = scores.astype(np.float64) * self.recency_discount ** np.arange(len(seeds))[:, None]
+        seed_of = np.repeat(np.arange(len(seeds)), ids.shape[1])
+        ids, values = ids.ravel(), values.ravel()
+        keep = ids >= 0
+        seen_rows = [self._rows[i] for i in seen if i in self._rows]
+        if seen_rows:  # a mask over the catalogue: cheaper than np.isin for short lists
+            seen_mask = np.zeros(len(self.embeddings.ids), dtype=bool)
+            seen_mask[seen_rows] = True
+            keep &= ~seen_mask[np.where(keep, ids, 0)]
+        ids, values, seed_of = ids[keep], values[keep], seed_of[keep]
+        order = np.lexsort((seed_of, -values, ids))  # per item: best value, then first seed
+        ids, values, seed_of = ids[order], values[order], seed_of[order]
+        first = np.ones(len(ids), dtype=bool)
+        first[1:] = ids[1:] != ids[:-1]
+        ids, values, seed_of = ids[first], values[first], seed_of[first]
+        top = np.lexsort((ids, -values))[:k]
+        names = self.embeddings.ids
+        return [
+            FreshCandidate(names[row], value, seeds[seed])
+            for row, value, seed in zip(
+                ids[top].tolist(), values[top].tolist(), seed_of[top].tolist(), strict=True
+            )
+        ]
 
 
 def fresh_candidates(

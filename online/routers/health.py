@@ -17,7 +17,7 @@ _PING_TIMEOUT_S = 2.0
 
 
 @router.get("/healthz")
-def healthz() -> dict[str, str]:
+async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 

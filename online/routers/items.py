@@ -25,7 +25,9 @@ def _known(bundle: ServingBundle, item_id: str) -> CatalogueItem:
 
 
 @router.get("/v1/items/{item_id}", response_model=ItemResponse, responses=_NOT_FOUND)
-def item(item_id: Annotated[str, Path(pattern=ID_PATTERN)], bundle: BundleDep) -> ItemResponse:
+async def item(
+    item_id: Annotated[str, Path(pattern=ID_PATTERN)], bundle: BundleDep
+) -> ItemResponse:
     """The catalogue entry of one item."""
     found = _known(bundle, item_id)
     return ItemResponse(
@@ -41,7 +43,7 @@ def item(item_id: Annotated[str, Path(pattern=ID_PATTERN)], bundle: BundleDep) -
 
 
 @router.get("/v1/items/{item_id}/similar", response_model=SimilarResponse, responses=_NOT_FOUND)
-def similar(
+async def similar(
     item_id: Annotated[str, Path(pattern=ID_PATTERN)],
     bundle: BundleDep,
     k: Annotated[int, Query(ge=1, le=100)] = 10,

@@ -18,6 +18,7 @@ from fastapi.testclient import TestClient
 
 from nearline.api import router as events_router
 from online.app import create_app
+from online.schemas import RecommendationsResponse
 from online.settings import OnlineSettings
 from shared.registry import ModelRegistry
 from shared.settings import Settings
@@ -90,7 +91,11 @@ def client(settings: Settings, stores: tuple[Any, Any, Any]) -> Iterator[TestCli
 
 
 def test_full_blend_with_every_source_visible(client: TestClient, version: str) -> None:
-    body = client.get("/v1/users/u0/recommendations", params={"k": 10}).json()
+    reply = client.get("/v1/users/u0/recommendations", params={"k": 10})
+    assert reply.headers["content-type"] == "application/json"
+    body = reply.json()
+    # The handler writes the JSON itself: it must still be exactly the documented schema.
+    assert RecommendationsResponse.model_validate(body).model_dump(mode="json") == body
     assert body["user_id"] == "u0" and body["bundle"] == version and body["arm"] == "control"
     assert not body["degraded"] and body["failures"] == {}
     items = body["items"]
@@ -118,6 +123,7 @@ def test_exclude_and_genre_cap(client: TestClient) -> None:
 
 def test_unknown_user_gets_popular_with_cold_start_reason(client: TestClient) -> None:
     body = client.get("/v1/users/nobody-42/recommendations", params={"k": 5}).json()
+    assert RecommendationsResponse.model_validate(body).model_dump(mode="json") == body
     assert not body["degraded"]
     assert body["items"][0]["item_id"] == "i0"
     assert all("popular" in i["sources"] or "trending" in i["sources"] for i in body["items"])

@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 
 from nearline.api import router as events_router
 from online.app import CLIENT_DIR, create_app
+from online.schemas import HomeResponse
 from online.settings import OnlineSettings
 from shared.registry import ModelRegistry
 from shared.settings import Settings
@@ -67,6 +68,8 @@ def test_home_has_three_rows_with_sources_bundle_and_time(
     client: TestClient, stores: dict[str, Any]
 ) -> None:
     body = client.get("/v1/users/u0/home", params={"k": 8}).json()
+    # The handler writes the JSON itself: it must still be exactly the documented schema.
+    assert HomeResponse.model_validate(body).model_dump(mode="json") == body
     assert body["user_id"] == "u0" and body["bundle"] == stores["version"]
     assert body["recent"] == RECENT
     rows = rows_of(body)
@@ -102,6 +105,7 @@ def test_a_play_moves_the_row_to_the_new_item(client: TestClient, stores: dict[s
 
 def test_unknown_user_gets_popular_picks_and_an_empty_because_row(client: TestClient) -> None:
     body = client.get("/v1/users/visitor-1/home").json()
+    assert HomeResponse.model_validate(body).model_dump(mode="json") == body
     rows = rows_of(body)
     assert body["recent"] == []
     assert (
