@@ -137,6 +137,7 @@ def select(
         counts[genre] = counts.get(genre, 0) + 1
         diversified.append(i)
     ranked = diversified + deferred
+    kinds = {i: {s.partition(":")[0] for s in pool[i].sources} for i in ranked}
     chosen: set[int] = set()
     for source, share in min_share.items():
         slots = max(int(share * k), 1 if k > len(min_share) else 0)
@@ -144,7 +145,7 @@ def select(
         for i in ranked:
             if len(mine) == slots:
                 break
-            if i not in chosen and any(s.startswith(source) for s in pool[i].sources):
+            if i not in chosen and source in kinds[i]:
                 mine.append(i)
         chosen.update(mine)
     for i in ranked:

@@ -53,11 +53,16 @@ class ServingBundle:
     loaded_at: float = field(default_factory=time.time)
     load_seconds: float = 0.0
 
+    def __post_init__(self) -> None:
+        # Per-item lookups of the request path, as flat dicts built once per bundle.
+        self.first_genre: dict[str, str] = {
+            i: item.genres[0] for i, item in self.items.items() if item.genres
+        }
+        self._popularity: dict[str, int] = {i: it.n_interactions for i, it in self.items.items()}
+
     def popularity_of(self, items: list[str]) -> npt.NDArray[np.int64]:
-        return np.asarray(
-            [self.items[i].n_interactions if i in self.items else 0 for i in items],
-            dtype=np.int64,
-        )
+        get = self._popularity.get
+        return np.fromiter((get(i, 0) for i in items), dtype=np.int64, count=len(items))
 
     def similar(self, item_id: str, k: int) -> list[tuple[str, float]]:
         """The ``k`` items nearest to ``item_id`` (itself excluded); [] for unknown items."""

@@ -233,7 +233,7 @@ class Recommender:
             pool,
             scores,
             k,
-            genre_of=lambda i: _first_genre(bundle, i),
+            genre_of=bundle.first_genre.get,
             genre_cap=self.settings.genre_cap,
         )
         out = [self._item(bundle, pool[i], float(scores[i]), arm, cold) for i in chosen]
@@ -317,11 +317,6 @@ def _stored_features(cands: Candidates | None, width: int) -> npt.NDArray[np.flo
     if array.shape != (len(cands.items), width):  # written for another ranker layout
         return None
     return array
-
-
-def _first_genre(bundle: ServingBundle, item: str) -> str | None:
-    found = bundle.items.get(item)
-    return found.genres[0] if found and found.genres else None
 
 
 def _reason_kind(reason: str) -> str:
