@@ -16,13 +16,14 @@ Every dropped row is counted under exactly one reason in the manifest's ``drops`
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as sf
 
-from offline.pipeline.dag import Step, StepContext
+from offline.pipeline.dag import AfterWrite, Step, StepContext
 from shared.errors import DataError
 
 CODE_VERSION = "clean/1"
@@ -67,14 +68,29 @@ def _clean(raw: DataFrame, params: CleanParams) -> tuple[dict[str, DataFrame], d
             drops[row["_drop"]] = int(row["count"])
     valid = tagged.filter(sf.col("_drop").isNull()).drop("_drop")
     first = Window.partitionBy("user_id", "item_id", "timestamp").orderBy("source_row")
-    current = (
-        valid.withColumn("_n", sf.row_number().over(first))
-        .filter(sf.col("_n") == 1)
-        .drop("_n")
-        .localCheckpoint()
-    )
+    deduped = valid.withColumn("_n", sf.row_number().over(first)).filter(sf.col("_n") == 1)
+    deduped = deduped.drop("_n")
+    malformed = sum(drops[r] for r in MALFORMED_REASONS)
+    if params.min_user_interactions <= 1 and params.min_item_interactions <= 1:
+        # Nothing to iterate: the runner writes the deduplicated rows in one pass and its
+        # count of the written files gives the duplicates. Materialising them first
+        # (localCheckpoint + count) cost a second pass and held 20M rows in the JVM heap.
+        def drops_after(rows: Mapping[str, int]) -> dict[str, int]:
+            out = {**drops, "duplicate": rows_in - malformed - rows["interactions"]}
+            _check_rows_left(rows_in, out, rows["interactions"])
+            return out
+
+        info: dict[str, Any] = {
+            "rows_in": rows_in,
+            "rows_out": AfterWrite(lambda rows: rows["interactions"]),
+            "drops": AfterWrite(drops_after),
+            "rounds": 0,
+            "converged": True,
+        }
+        return {"interactions": deduped}, info
+    current = deduped.localCheckpoint()
     count = current.count()
-    drops["duplicate"] = rows_in - sum(drops[r] for r in MALFORMED_REASONS) - count
+    drops["duplicate"] = rows_in - malformed - count
     rounds, converged = 0, True
     if params.min_user_interactions > 1 or params.min_item_interactions > 1:
         converged = False
@@ -88,12 +104,16 @@ def _clean(raw: DataFrame, params: CleanParams) -> tuple[dict[str, DataFrame], d
             drops["item_min_count"] += n_users - n_items
             converged = n_items == count or not params.fixed_point
             current, count = after_items, n_items
-    if count == 0:
-        nonzero = ", ".join(f"{k}={v}" for k, v in drops.items() if v)
-        raise DataError(f"clean dropped all {rows_in} rows ({nonzero}); nothing left to train on")
+    _check_rows_left(rows_in, drops, count)
     info = {"rows_in": rows_in, "rows_out": count, "drops": drops, "rounds": rounds}
     info["converged"] = converged
     return {"interactions": current}, info
+
+
+def _check_rows_left(rows_in: int, drops: Mapping[str, int], count: int) -> None:
+    if count == 0:
+        nonzero = ", ".join(f"{k}={v}" for k, v in drops.items() if v)
+        raise DataError(f"clean dropped all {rows_in} rows ({nonzero}); nothing left to train on")
 
 
 def _drop_reason(params: CleanParams) -> Column:

@@ -62,8 +62,18 @@ class StepContext:
         return self.spark.read.parquet(str(self.inputs[step].table(table)))
 
 
-# The body returns its output tables by name and extra manifest entries (JSON-able).
+# The body returns its output tables by name and extra manifest entries: JSON-able values,
+# or :class:`AfterWrite` entries computed from the row counts of the written tables.
 StepBody = Callable[[StepContext], tuple[dict[str, DataFrame], dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class AfterWrite:
+    """A manifest entry known only once the tables are written: ``compute`` gets the rows
+    written per table. It lets a step skip a count (a full pass over its output) that the
+    runner's count of the written files makes redundant; raising there fails the step."""
+
+    compute: Callable[[Mapping[str, int]], Any]
 
 
 @dataclass(frozen=True)
@@ -112,6 +122,7 @@ def run_step(
             frame.write.mode("overwrite").parquet(str(temp / table))
             # Counting what was written (not the plan) keeps the count true to the files.
             rows[table] = spark.read.parquet(str(temp / table)).count()
+        info = {k: v.compute(rows) if isinstance(v, AfterWrite) else v for k, v in info.items()}
         recorded = {
             "step": step.name,
             "key": key,

@@ -55,7 +55,9 @@ def features_step(reference_time: int | None, items: pd.DataFrame | None) -> Ste
         params["items_sha256"] = _items_digest(items)
 
     def body(ctx: StepContext) -> tuple[dict[str, DataFrame], dict[str, Any]]:
-        train = ctx.read("split", "train")
+        # The pure functions read these four columns; source_row would only be shipped to
+        # the Python workers (twice, users and items) and thrown away there.
+        train = ctx.read("split", "train").select("user_id", "item_id", "rating", "timestamp")
         ref = reference_time
         if ref is None:
             ref = int(train.agg(sf.max("timestamp")).collect()[0][0])

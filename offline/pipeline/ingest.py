@@ -66,8 +66,9 @@ def ingest_step(source: Source, paths: DatasetPaths) -> Step:
 
     def body(ctx: StepContext) -> tuple[dict[str, DataFrame], dict[str, Any]]:
         frame, label = _read(ctx.spark, source, paths)
-        rows = frame.count()
-        if rows == 0:
+        # isEmpty stops at the first row; a count() here was a full pass over the source
+        # before the write made another one (the runner counts the written rows).
+        if frame.isEmpty():
             raise DataError(f"{label}: no interactions (the input is empty)")
         return {"interactions": frame}, {"source": label}
 
