@@ -17,14 +17,14 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 import torch
 
-from offline.generators.base import ScoringGenerator
+from offline.generators.base import FactorGenerator, ScoringGenerator, torch_threads
 from offline.metrics import ranking_metrics
 from shared.ranker import FeatureSpec, Ranker, assemble_features, feature_names
 
@@ -67,6 +67,11 @@ class TrainConfig:
     # Fixed feature weights the model starts from and learns a correction to (see
     # shared.ranker.FeatureSpec.prior); e.g. blend_prior(weights) for the offline blend.
     prior: tuple[tuple[str, float], ...] = ()
+    # torch's intra-op threads while training (None: torch's default, one per core). The
+    # net is tiny (batches of 1024 x ~11 features), so a second thread buys nothing, and
+    # on a busy 2-core machine every step waited for a descheduled OpenMP thread: 224 ms
+    # a step with 2 threads against 15 ms with 1 (load average 5).
+    threads: int | None = 1
 
 
 @dataclass
@@ -108,31 +113,104 @@ def _member_signals(
 
     The rank is capped at the list length on purpose: it is what a reader of the stored
     lists (the online tier) can know too, and it needs no sort of the whole catalogue.
+
+    The mean and standard deviation over the usable items are sums over the known items
+    minus sums over the user's seen items (every seen item is known), so no dense mask
+    is built. For a factor model (ALS) they come from the factors alone:
+    ``sum = p . sum(v)`` and ``sum of squares = p' (V'V) p`` over the known items, minus
+    the seen items' terms, and the dense ``[users, items]`` block is never formed; that
+    block and its ~8 passes were most of the candidate step (18 s per 2,048 users on
+    40,000 items, load average 6; the 20M benchmark has 200,000 users).
     """
     known = np.diff(train.tocsc().indptr) > 0
-    n_top = top.shape[1]
-    z = np.zeros(items.shape, dtype=np.float32)
-    rank = np.full(items.shape, n_top, dtype=np.int64)
+    n_known = int(known.sum())
     safe = np.maximum(items, 0)
+    rank = _ranks_in(top, safe)
+    z = np.zeros(items.shape, dtype=np.float32)
+    factors = _factors(member)
+    if factors is not None:
+        user_vectors, item_vectors = factors
+        known_vectors = item_vectors[known].astype(np.float64)
+        item_sum = known_vectors.sum(axis=0)
+        gram = known_vectors.T @ known_vectors
+    weights = known.astype(np.float64)
     for start in range(0, len(users), _BATCH_USERS):
         batch = users[start : start + _BATCH_USERS]
         rows = slice(start, start + len(batch))
-        raw = np.array(member.score(batch), dtype=np.float64, copy=True)
         seen = train[batch]
-        usable = np.broadcast_to(known, raw.shape).copy()
-        usable[np.repeat(np.arange(len(batch)), np.diff(seen.indptr)), seen.indices] = False
-        count = np.maximum(usable.sum(axis=1, keepdims=True), 1)
-        mean = np.where(usable, raw, 0.0).sum(axis=1, keepdims=True) / count
-        var = np.where(usable, (raw - mean) ** 2, 0.0).sum(axis=1, keepdims=True) / count
+        seen_rows = np.repeat(np.arange(len(batch)), np.diff(seen.indptr))
+        seen_cols = seen.indices
+        usable = n_known - np.bincount(seen_rows, minlength=len(batch))
+        count = np.maximum(usable, 1)
+        if factors is not None:
+            p32 = user_vectors[batch]
+            p = p32.astype(np.float64)
+            seen_raw = np.einsum("nd,nd->n", p32[seen_rows], item_vectors[seen_cols])
+            seen_raw = seen_raw.astype(np.float64)
+            total = p @ item_sum - np.bincount(seen_rows, seen_raw, minlength=len(batch))
+            squares = np.einsum("ud,de,ue->u", p, gram, p) - np.bincount(
+                seen_rows, seen_raw * seen_raw, minlength=len(batch)
+            )
+            mean = total / count
+            var = np.maximum(squares / count - mean * mean, 0.0)
+            # Rounding leaves a tiny variance where the exact one is 0 (all scores equal).
+            var[var <= 1e-12 * np.maximum(squares / count, 1e-300)] = 0.0
+            picked = np.einsum("ud,ucd->uc", p32, item_vectors[safe[rows]]).astype(np.float64)
+        else:
+            raw = np.asarray(member.score(batch), dtype=np.float64)
+            if raw.base is not None or not raw.flags.writeable:
+                raw = raw.copy()
+            total = raw @ weights - np.bincount(
+                seen_rows, raw[seen_rows, seen_cols], minlength=len(batch)
+            )
+            mean = total / count
+            picked = np.take_along_axis(raw, safe[rows], axis=1)
+            raw -= mean[:, None]
+            np.square(raw, out=raw)
+            var = (
+                raw @ weights
+                - np.bincount(seen_rows, raw[seen_rows, seen_cols], minlength=len(batch))
+            ) / count
+            var = np.maximum(var, 0.0)
+        # Nothing usable: mean and deviation are 0 exactly, not the rounding left over.
+        mean[usable <= 0], var[usable <= 0] = 0.0, 0.0
         std = np.sqrt(var)
-        picked = np.take_along_axis(raw, safe[rows], axis=1)
-        z[rows] = ((picked - mean) / np.where(std > 0, std, 1.0)).astype(np.float32)
-        position = np.full(raw.shape, n_top, dtype=np.int64)
-        block_top = top[rows]
-        listed = block_top >= 0
-        position[np.nonzero(listed)[0], block_top[listed]] = np.nonzero(listed)[1]
-        rank[rows] = np.take_along_axis(position, safe[rows], axis=1)
+        z[rows] = ((picked - mean[:, None]) / np.where(std > 0, std, 1.0)[:, None]).astype(
+            np.float32
+        )
     return z, rank
+
+
+def _factors(
+    member: ScoringGenerator,
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]] | None:
+    """(user vectors, item vectors) when ``member`` scores by their dot product."""
+    if not isinstance(member, FactorGenerator):
+        return None
+    users, items = member.user_embeddings(), member.item_embeddings()
+    if users is None or items is None:
+        return None
+    return np.asarray(users, dtype=np.float32), np.asarray(items, dtype=np.float32)
+
+
+def _ranks_in(top: IntArray, items: npt.NDArray[np.integer[Any]]) -> npt.NDArray[np.int64]:
+    """0-based position of ``items[u, c]`` in ``top[u]`` (unique items, -1 padded), or
+    ``top.shape[1]`` when absent; one sorted search over all users, no dense array."""
+    n_rows, n_top = top.shape
+    rank = np.full(items.shape, n_top, dtype=np.int64)
+    if n_top == 0 or items.size == 0:
+        return rank
+    span = int(max(int(top.max(initial=0)), int(items.max(initial=0)))) + 2
+    base = np.arange(n_rows, dtype=np.int64)[:, None] * span
+    keys = (base + np.where(top >= 0, top, span - 1)).ravel()  # padding never matches
+    order = np.argsort(keys, kind="stable")
+    ordered = keys[order]
+    wanted = (base + items).ravel()
+    at = np.minimum(np.searchsorted(ordered, wanted), len(ordered) - 1)
+    found = ordered[at] == wanted
+    positions = (order % n_top).astype(np.int64)
+    rank.ravel()[found] = positions[at[found]]
+    return rank
 
 
 def build_candidates(
@@ -206,6 +284,13 @@ def train_ranker(
     candidates: CandidateSet, labels: npt.NDArray[np.bool_], config: TrainConfig
 ) -> tuple[Ranker, TrainReport]:
     """Fit a ranker on labelled candidates; the epoch is chosen by held-out users' nDCG."""
+    with torch_threads(config.threads):
+        return _train_ranker(candidates, labels, config)
+
+
+def _train_ranker(
+    candidates: CandidateSet, labels: npt.NDArray[np.bool_], config: TrainConfig
+) -> tuple[Ranker, TrainReport]:
     started = time.perf_counter()
     rng = np.random.default_rng(config.seed)
     n_users = len(candidates.users)

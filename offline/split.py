@@ -105,8 +105,16 @@ def _check_fraction(test_fraction: float) -> None:
 
 def _stratified_mask(users: pd.Series, ratio: float, seed: int) -> np.ndarray:
     """True for rows whose within-user random rank is in the first ``ratio`` share."""
-    draws = np.random.RandomState(seed).rand(len(users))
-    codes = pd.factorize(users)[0]
+    return stratified_mask(pd.factorize(users)[0], ratio, seed)
+
+
+def stratified_mask(codes: npt.NDArray[np.integer], ratio: float, seed: int) -> np.ndarray:
+    """:func:`benchmark_split`'s train mask from the rows' user codes in first-seen order
+    (``pd.factorize``'s codes), for a caller that has factorised the users already."""
+    if not 0.0 < ratio < 1.0:
+        raise ValueError(f"ratio must be between 0 and 1, got {ratio}")
+    codes = np.asarray(codes)
+    draws = np.random.RandomState(seed).rand(len(codes))
     # lexsort sorts by the last key first: user, then the random draw (no ties in practice).
     order = np.lexsort((draws, codes))
     sorted_codes = codes[order]

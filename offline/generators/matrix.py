@@ -24,6 +24,29 @@ class IdIndex:
         items = pd.Index(pd.unique(pd.concat([f["item_id"] for f in frames])))
         return cls(users=users, items=items)
 
+    @classmethod
+    def factorize(
+        cls, frame: pd.DataFrame
+    ) -> tuple[IdIndex, npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """``from_frames(frame)`` and the row and column number of each of its rows, in one
+        hashing pass per column: ``pd.factorize`` numbers ids in first-seen order, as
+        ``from_frames`` does (``matrix`` looks every id up again: 60 s of the 20M run)."""
+        user_codes, users = pd.factorize(frame["user_id"])
+        item_codes, items = pd.factorize(frame["item_id"])
+        index = cls(users=pd.Index(users), items=pd.Index(items))
+        return index, user_codes.astype(np.int64), item_codes.astype(np.int64)
+
+    def matrix_of_codes(
+        self, rows: npt.NDArray[np.int64], cols: npt.NDArray[np.int64]
+    ) -> sp.csr_matrix:
+        """users x items binary CSR of (row, column) numbers (what ``matrix`` builds)."""
+        out = sp.csr_matrix(
+            (np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=self.shape, dtype=np.float32
+        )
+        out.sum_duplicates()
+        out.data[:] = 1.0
+        return out
+
     @property
     def shape(self) -> tuple[int, int]:
         return len(self.users), len(self.items)

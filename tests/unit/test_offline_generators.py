@@ -134,3 +134,23 @@ def test_id_index_builds_binary_matrix() -> None:
     assert index.matrix(df, weight="r").toarray().tolist() == [[5.0], [1.0]]
     with pytest.raises(KeyError, match="zz"):
         index.user_codes(pd.Series(["zz"]))
+
+
+def test_id_index_factorize_equals_from_frames_and_matrix() -> None:
+    from offline.split import VALIDATION_SEED, stratified_mask, validation_split
+
+    rng = np.random.default_rng(2)
+    df = pd.DataFrame(
+        {
+            "user_id": [f"u{i}" for i in rng.integers(0, 40, 500)],
+            "item_id": [f"i{i}" for i in rng.integers(0, 30, 500)],
+        }
+    )
+    index, users, items = IdIndex.factorize(df)
+    plain = IdIndex.from_frames(df)
+    assert index.users.equals(plain.users) and index.items.equals(plain.items)
+    assert (index.matrix_of_codes(users, items) != plain.matrix(df)).nnz == 0
+    in_fit = stratified_mask(users, 0.75, VALIDATION_SEED)
+    fit, valid = validation_split(df)
+    assert (index.matrix_of_codes(users[in_fit], items[in_fit]) != plain.matrix(fit)).nnz == 0
+    assert (index.matrix_of_codes(users[~in_fit], items[~in_fit]) != plain.matrix(valid)).nnz == 0

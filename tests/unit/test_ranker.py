@@ -107,3 +107,81 @@ def test_candidate_labels_mark_held_out_items() -> None:
     )
     holdout = sp.csr_matrix(np.array([[0, 0, 1, 0], [1, 0, 0, 0]], dtype=np.float32))
     assert candidate_labels(cands, holdout).tolist() == [[True, False], [True, False]]
+
+
+def test_torch_threads_sets_and_restores() -> None:
+    import torch
+
+    from offline.generators.base import torch_threads
+    from offline.ranker_training import TrainConfig
+
+    before = torch.get_num_threads()
+    with torch_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with torch_threads(None):
+        assert torch.get_num_threads() == before
+    assert TrainConfig().threads == 1  # the tiny net trains on one thread by default
+
+
+def _reference_signals(
+    member: object, train: sp.csr_matrix, users: np.ndarray, items: np.ndarray, top: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The dense version (every item scored, masks built): what the fast path must equal."""
+    known = np.diff(train.tocsc().indptr) > 0
+    raw = np.array(member.score(users), dtype=np.float64)  # type: ignore[attr-defined]
+    seen = train[users]
+    usable = np.broadcast_to(known, raw.shape).copy()
+    usable[np.repeat(np.arange(len(users)), np.diff(seen.indptr)), seen.indices] = False
+    count = np.maximum(usable.sum(axis=1, keepdims=True), 1)
+    mean = np.where(usable, raw, 0.0).sum(axis=1, keepdims=True) / count
+    std = np.sqrt(np.where(usable, (raw - mean) ** 2, 0.0).sum(axis=1, keepdims=True) / count)
+    safe = np.maximum(items, 0)
+    z = (np.take_along_axis(raw, safe, axis=1) - mean) / np.where(std > 0, std, 1.0)
+    position = np.full(raw.shape, top.shape[1], dtype=np.int64)
+    listed = top >= 0
+    position[np.nonzero(listed)[0], top[listed]] = np.nonzero(listed)[1]
+    return z, np.take_along_axis(position, safe, axis=1)
+
+
+@pytest.mark.parametrize("kind", ["als", "ease", "covisit"])
+def test_member_signals_equal_the_dense_computation(kind: str) -> None:
+    from offline.generators.als import AlsGenerator
+    from offline.generators.covisit import CovisitationGenerator
+    from offline.generators.ease import EaseGenerator
+    from offline.ranker_training import _member_signals
+
+    rng = np.random.default_rng(3)
+    dense = (rng.random((300, 80)) < 0.15).astype(np.float32)
+    dense[:, 70:] = 0.0  # items nobody saw: excluded from the statistics
+    dense[5] = 0.0  # a user without history
+    dense[6, :70] = 1.0  # a user who saw every known item (nothing usable)
+    train = sp.csr_matrix(dense)
+    member = {
+        "als": lambda: AlsGenerator(factors=8, iterations=3, device="cpu", num_threads=1),
+        "ease": lambda: EaseGenerator(l2=5.0),
+        "covisit": lambda: CovisitationGenerator(neighbours=20),
+    }[kind]().fit(train)
+    users = np.arange(0, 300, 2, dtype=np.int64)
+    users[:3] = [5, 6, 7]
+    items, tops = candidate_union([member], users, 10)
+    items[:, -1] = -1  # padding
+    z, rank = _member_signals(member, train, users, items, tops[0])
+    want_z, want_rank = _reference_signals(member, train, users, items, tops[0])
+    assert (rank == want_rank).all()
+    np.testing.assert_allclose(z, want_z, rtol=1e-4, atol=1e-4)
+
+
+def test_top_n_selects_like_a_full_sort() -> None:
+    from offline.generators import top_n
+
+    rng = np.random.default_rng(1)
+    scores = rng.standard_normal((64, 500)).astype(np.float32)
+    scores[:, ::7] = -np.inf
+    scores[3] = -np.inf  # nothing to recommend: all padding
+    items, values = top_n(scores, 20)
+    order = np.lexsort((np.broadcast_to(np.arange(500), scores.shape), -scores), axis=1)[:, :20]
+    want = order.astype(np.int32)
+    want[~np.isfinite(np.take_along_axis(scores, order, axis=1))] = -1
+    assert (items == want).all()
+    assert (items[3] == -1).all() and np.isneginf(values[3]).all()
