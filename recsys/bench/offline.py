@@ -472,7 +472,16 @@ def _one_size(
         dataset, generation, generated = ensure_dataset(data, n, seed)
         progress.update(task, description=f"{n:,}: offline job (pipeline)")
 
+        progress_file = home.parent.parent / "progress.jsonl"
+
         def on_step(step: str, seconds: float, detail: str) -> None:
+            # One line per finished step, as it finishes: a run stopped mid-size (20M takes
+            # long) still leaves the steps it measured; results.* are written per size.
+            entry = {"interactions": n, "step": step, "seconds": seconds, "detail": detail}
+            entry["load_average_1m"] = round(os.getloadavg()[0], 2)
+            entry["at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            with progress_file.open("ab") as f:
+                f.write(orjson.dumps(entry) + b"\n")
             line = f"  {n:,} ✓ {step:<11} {seconds:7.1f}s  {detail}"
             progress.console.print(line, markup=False, soft_wrap=True)
             progress.update(task, description=f"{n:,}: offline job ({step} done)")

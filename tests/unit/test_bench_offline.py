@@ -45,6 +45,9 @@ def test_quick_run_writes_every_figure(tmp_path: Path, monkeypatch: pytest.Monke
     assert "| pipeline |" in (folder / "results.md").read_text()
     assert (folder / "results.csv").read_text().startswith("interactions,step,seconds")
     assert not (folder / "runs").exists()  # run homes go unless --keep
+    progress = [json.loads(line) for line in (folder / "progress.jsonl").read_text().splitlines()]
+    assert [p["step"] for p in progress][:2] == ["pipeline", "ranker"]
+    assert all(p["interactions"] == offline.QUICK_SIZE for p in progress)
     assert (
         tmp_path / "data" / f"synthetic-{offline.QUICK_SIZE}-seed0" / "synthetic.json"
     ).is_file()
