@@ -165,8 +165,14 @@ class Recommender:
         got = _Gathered()
         budget = deadline - time.perf_counter() - _COMPUTE_RESERVE_S
         timeout = min(self.settings.store_timeout_ms / 1000, budget)
+        store = self.user_state.store
+        read_state = (  # on the loop when the client can (no thread hop), else in the pool
+            self.user_state.call_async(lambda s: s.aget(user_id), timeout)
+            if store is not None and store.reads_async
+            else self.user_state.call(lambda s: s.get(user_id), timeout)
+        )
         state, cands = await asyncio.gather(
-            self._timed(got, "user_state", self.user_state.call(lambda s: s.get(user_id), timeout)),
+            self._timed(got, "user_state", read_state),
             self._timed(got, "candidates", self._read_candidates(bundle, user_id, timeout)),
         )
         got.state = state

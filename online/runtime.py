@@ -99,6 +99,10 @@ class Runtime:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._poller
         self.impressions.close()
+        for slot in self.slots:  # what a store opened on this loop goes with the loop
+            if isinstance(slot.store, UserStateStore):
+                with contextlib.suppress(Exception):
+                    await slot.store.aclose()
         for slot in self._owned:
             slot.close()
         self._executor.shutdown(wait=False, cancel_futures=True)

@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Generic, TypeVar
 
@@ -83,6 +83,24 @@ class StoreSlot(Generic[S]):
 
     async def call(self, fn: Callable[[S], R], timeout_s: float) -> R:
         """``fn(store)`` in the pool, within ``timeout_s``; raises :class:`StageFailed`."""
+        store = self._admit(timeout_s)
+        loop = asyncio.get_running_loop()
+        self._in_flight += 1
+        future = loop.run_in_executor(self._executor, fn, store)
+        future.add_done_callback(self._settled)
+        return await self._outcome(asyncio.shield(future), timeout_s)
+
+    async def call_async(self, fn: Callable[[S], Awaitable[R]], timeout_s: float) -> R:
+        """``await fn(store)`` on the event loop (a non-blocking client), with the same
+        timeout, circuit breaker and in-flight cap as :meth:`call`."""
+        store = self._admit(timeout_s)
+        self._in_flight += 1
+        task = asyncio.ensure_future(fn(store))
+        task.add_done_callback(self._settled)
+        return await self._outcome(task, timeout_s)
+
+    def _admit(self, timeout_s: float) -> S:
+        """The store, if a call may go to it now; else :class:`StageFailed` saying why."""
         store = self.store
         if store is None:
             raise StageFailed(f"unavailable ({self.error})")
@@ -95,12 +113,11 @@ class StoreSlot(Generic[S]):
             raise StageFailed(f"unavailable ({self._in_flight} calls still in flight)")
         if self._failures >= self.trip_after:  # half-open: this call probes the store
             self._open_until = now + self.cooldown_s
-        loop = asyncio.get_running_loop()
-        self._in_flight += 1
-        future = loop.run_in_executor(self._executor, fn, store)
-        future.add_done_callback(self._settled)
+        return store
+
+    async def _outcome(self, work: Awaitable[R], timeout_s: float) -> R:
         try:
-            result = await asyncio.wait_for(asyncio.shield(future), timeout_s)
+            result = await asyncio.wait_for(work, timeout_s)
         except TimeoutError:
             self._failed()
             raise StageFailed(f"timeout after {timeout_s * 1000:.0f} ms") from None

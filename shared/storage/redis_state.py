@@ -11,12 +11,14 @@ so a replayed batch changes nothing. It mirrors :func:`shared.storage.user_state
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import numpy as np
 import orjson
 import redis
+import redis.asyncio as aioredis
 
 from shared.errors import ServiceUnavailable
 from shared.storage.user_state import (
@@ -136,6 +138,36 @@ class RedisUserStateStore(UserStateStore):
             plain, socket_connect_timeout=2.0, socket_timeout=2.0, health_check_interval=30
         )
         self._script_sha: str | None = None
+        self._plain_url = plain
+        # redis.asyncio clients belong to the event loop they first ran on: one per loop.
+        self._async: tuple[asyncio.AbstractEventLoop, aioredis.Redis[bytes]] | None = None
+
+    reads_async = True
+
+    def _async_client(self) -> aioredis.Redis[bytes]:
+        loop = asyncio.get_running_loop()
+        if self._async is None or self._async[0] is not loop:
+            client = aioredis.Redis.from_url(
+                self._plain_url, socket_connect_timeout=2.0, socket_timeout=2.0
+            )
+            self._async = (loop, client)
+        return self._async[1]
+
+    async def aget(self, user_id: str) -> UserState | None:
+        state_key, recent_key = self._keys(user_id)
+        try:
+            async with self._async_client().pipeline(transaction=False) as pipe:
+                pipe.hgetall(state_key)
+                pipe.lrange(recent_key, 0, self.recent_cap - 1)
+                fields, recent = await pipe.execute()
+        except redis.RedisError as err:
+            raise ServiceUnavailable(self.role, self.url, str(err)) from err
+        return _decode(user_id, fields, recent) if fields or recent else None
+
+    async def aclose(self) -> None:
+        if self._async is not None and self._async[0] is asyncio.get_running_loop():
+            client, self._async = self._async[1], None
+            await client.aclose()  # type: ignore[attr-defined]  # types-redis predates it
 
     def _keys(self, user_id: str) -> tuple[str, str]:
         base = f"{self._namespace}:{{{user_id}}}"

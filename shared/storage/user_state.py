@@ -174,6 +174,17 @@ class UserStateStore(Store):
         """State of one user, or None."""
         return self.get_many([user_id]).get(user_id)
 
+    # A store whose client can read without blocking says so here and implements ``aget``:
+    # the online tier then reads on its event loop instead of hopping to a thread per request.
+    reads_async = False
+
+    async def aget(self, user_id: str) -> UserState | None:
+        """:meth:`get` without blocking the event loop (only where ``reads_async``)."""
+        raise NotImplementedError(f"{type(self).__name__} has no non-blocking read")
+
+    async def aclose(self) -> None:
+        """Release what :meth:`aget` opened on the running event loop (nothing here)."""
+
     @abstractmethod
     def delete(self, user_id: str) -> None:
         """Forget a user (e.g. on a privacy request)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,7 +11,13 @@ import numpy as np
 import pytest
 
 from shared.storage.factory import open_user_state
-from shared.storage.user_state import StateEvent, UserStateStore, UserStateUpdate, merge_recent
+from shared.storage.user_state import (
+    StateEvent,
+    UserState,
+    UserStateStore,
+    UserStateUpdate,
+    merge_recent,
+)
 from tests.conftest import REDIS_URL, unique
 
 CAP = 5
@@ -207,3 +214,35 @@ def test_apply_events_state_expires_and_delete_forgets_dedupe(store: UserStateSt
     store.delete("u1")
     assert store.get("u1") is None
     assert store.apply_events(_events("u1", 2), half_life_s=60) == 2
+
+
+def test_non_blocking_read_equals_get_where_offered(store: UserStateStore) -> None:
+    """Where a store offers ``aget`` (Redis), it reads exactly what ``get`` reads, on two
+    event loops in turn (its async client belongs to one loop); elsewhere it refuses."""
+    vector = np.array([0.5, -1.0, 2.0], dtype=np.float32)
+    store.apply(
+        [UserStateUpdate("u1", ["a", "b"], {"play": 2}, session_vector=vector, last_active=7.5)]
+    )
+
+    async def read(user: str) -> UserState | None:
+        try:
+            return await store.aget(user)
+        finally:
+            await store.aclose()
+
+    if not store.reads_async:
+        with pytest.raises(NotImplementedError):
+            asyncio.run(read("u1"))
+        return
+    for _ in range(2):
+        got, expected = asyncio.run(read("u1")), store.get("u1")
+        assert got is not None and expected is not None
+        assert (got.recent_items, got.counters, got.last_active) == (
+            expected.recent_items,
+            expected.counters,
+            expected.last_active,
+        )
+        assert got.session_vector is not None and expected.session_vector is not None
+        assert np.array_equal(got.session_vector, expected.session_vector)
+        assert got.recent_items == ["b", "a"] and got.counters == {"play": 2}
+    assert asyncio.run(read("nobody")) is None
