@@ -88,14 +88,25 @@ class LakeWriter:
 
     def flush(self) -> list[Path]:
         """Write every buffered row; the buffer is emptied only when all files are in place."""
+        written = self.write(self._pending)
+        self._pending = defaultdict(_Rows)
+        return written
+
+    def take(self) -> dict[tuple[str, int], _Rows]:
+        """The buffered rows, handed over for :meth:`write` (elsewhere, later); the buffer
+        starts empty again."""
+        taken, self._pending = self._pending, defaultdict(_Rows)
+        return taken
+
+    def write(self, rows_by_file: dict[tuple[str, int], _Rows]) -> list[Path]:
+        """Write rows taken from the buffer, one file per date and log partition."""
         written = []
-        for (date, partition), rows in sorted(self._pending.items()):
+        for (date, partition), rows in sorted(rows_by_file.items()):
             path = self.file_for(date, partition, min(rows.offsets))
             _write_atomic(path, _table(rows.events))
             written.append(path)
-        self.rows_written += self.pending
+        self.rows_written += sum(len(rows.offsets) for rows in rows_by_file.values())
         self.files_written += len(written)
-        self._pending.clear()
         return written
 
 

@@ -5,7 +5,8 @@ to the dead-letter topic with their error), folds the events into the users' sta
 pipelined round trip, idempotent per event id) and writes them to the history (idempotent
 on event id), and buffers them for the lake. At each checkpoint (every ``commit_interval_s``
 or ``commit_records``, before partitions are revoked, and on shutdown) it writes the lake
-files and only then commits the log offsets. At-least-once delivery plus idempotent writes:
+files and only then commits the log offsets; the periodic one writes them in the writer
+thread and commits on a later pass of the loop, so reading goes on meanwhile. At-least-once delivery plus idempotent writes:
 no event is lost, none counted twice.
 """
 
@@ -18,6 +19,8 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import orjson
 from pydantic import ValidationError
@@ -68,6 +71,15 @@ class WorkerStats:
     seconds: dict[str, float] = field(
         default_factory=lambda: dict.fromkeys(("parse", "state", "history", "lake", "commit"), 0.0)
     )
+
+
+@dataclass(frozen=True)
+class _Checkpoint:
+    """A checkpoint whose lake files are being written: what to commit when they are."""
+
+    positions: dict[int, int]
+    files: Future[list[Path]]
+    history_seq: int  # the history writes queued before the files (the thread runs in order)
 
 
 @dataclass
@@ -156,17 +168,22 @@ class Worker:
         self.stats = WorkerStats()
         self.topic = self.config.topic or log_store.topic
         self.dead_letter_topic = self.config.dead_letter_topic or f"{self.topic}.dead-letter"
-        if self.config.commit_records + self.config.poll_records > state.dedupe_window:
+        # A checkpoint still being written plus the events read since: a replay after a crash
+        # re-reads up to twice commit_records + poll_records, all of which must still be
+        # remembered by the state's dedupe window.
+        if 2 * (self.config.commit_records + self.config.poll_records) > state.dedupe_window:
             raise ConfigError(
-                f"nearline: commit_records + poll_records must stay within the state's dedupe"
-                f" window ({state.dedupe_window}), else a replay could count an event twice"
+                f"nearline: 2 x (commit_records + poll_records) must stay within the state's"
+                f" dedupe window ({state.dedupe_window}), else a replay could count an event twice"
             )
         self._consumer: LogConsumer | None = None
         self._uncommitted = 0
         self._since_commit = time.monotonic()
         self._stop = threading.Event()
         self._history_pool: ThreadPoolExecutor | None = None
-        self._history_pending: list[tuple[Future[None], list[Event]]] = []
+        self._history_pending: list[tuple[int, Future[None], list[Event]]] = []  # (seq, ...)
+        self._history_seq = 0
+        self._in_flight: _Checkpoint | None = None  # lake files being written, then a commit
 
     def run(
         self, stop: threading.Event | None = None, max_records: int | None = None
@@ -181,9 +198,11 @@ class Worker:
                 records = consumer.poll(self.config.poll_records, self.config.poll_timeout_s)
                 if records and not self._process(records, stop):
                     return self.stats  # stopped while a store was down: leave it uncommitted
+                if not self._land(block=False):
+                    return self.stats  # stopped while a store was down: leave it uncommitted
                 self.metrics.set_partitions(consumer.assignment(), consumer.lag())
                 if self._checkpoint_due():
-                    self.checkpoint()
+                    self._begin_checkpoint()
                 if max_records is not None and self.stats.records >= max_records:
                     break
             self.checkpoint()
@@ -194,6 +213,7 @@ class Worker:
                 self._history_pool.shutdown(wait=True)
                 self._history_pool = None
             self._history_pending.clear()
+            self._in_flight = None
         return self.stats
 
     def _checkpoint_due(self) -> bool:
@@ -205,13 +225,16 @@ class Worker:
         )
 
     def checkpoint(self) -> None:
-        """Write the lake files, finish the history writes, then commit the offsets.
+        """Land the checkpoint in flight, then write the lake files, finish the history
+        writes and commit what was read since, before returning (on revoke and shutdown).
 
         The lake files go first, while the last history writes are still in flight, so the
-        checkpoint blocks the poll loop for the longer of the two rather than their sum.
-        Written files without a commit are harmless: a replay rewrites them (see lake.py).
+        checkpoint blocks for the longer of the two rather than their sum.
         """
-        if self._consumer is None or not self._uncommitted:
+        if self._consumer is None or not self._land(block=True):
+            self._uncommitted = 0  # stopped with a store down: nothing is committed
+            return
+        if not self._uncommitted:
             return
         started = time.perf_counter()
         self.metrics.lake_files.inc(len(self._lake.flush()))
@@ -219,18 +242,60 @@ class Worker:
         if not self._settle_history(0):
             self._uncommitted = 0  # stopped with a store down: nothing is committed
             return
-        settled = time.perf_counter()
+        self._commit(None)
+
+    def _begin_checkpoint(self) -> None:
+        """The periodic checkpoint, off the poll loop: the buffered rows go to the writer
+        thread (behind the history writes already queued there) with the positions read so
+        far; :meth:`_land` commits those positions once the files and those history writes
+        are done. One checkpoint at a time."""
+        if self._consumer is None or not self._land(block=True):
+            return
+        rows, positions = self._lake.take(), self._consumer.positions()
+        if self._history_pool is None:
+            self._history_pool = ThreadPoolExecutor(1, thread_name_prefix="nearline-history")
+        files = self._history_pool.submit(self._write_lake, rows)
+        self._in_flight = _Checkpoint(positions, files, self._history_seq)
+        self._uncommitted = 0
+        self._since_commit = time.monotonic()
+
+    def _write_lake(self, rows: dict[tuple[str, int], Any]) -> list[Path]:
+        started = time.perf_counter()
+        written = self._lake.write(rows)
+        self.stats.seconds["lake"] += time.perf_counter() - started
+        return written
+
+    def _land(self, block: bool) -> bool:
+        """Commit the checkpoint in flight once its files are written (at once unless
+        ``block``); False if the worker stopped while a history write was being redone."""
+        pending = self._in_flight
+        if pending is None or (not block and not pending.files.done()):
+            return True
+        self.metrics.lake_files.inc(len(pending.files.result()))  # a failed write raises
+        # The writer thread runs in order: the history writes queued before the files are
+        # done too; settle them (redoing any that failed) before committing.
+        while self._history_pending and self._history_pending[0][0] <= pending.history_seq:
+            if not self._settle_oldest_history():
+                return False
+        self._in_flight = None
+        self._commit(pending.positions)
+        return True
+
+    def _commit(self, positions: dict[int, int] | None) -> None:
+        assert self._consumer is not None
+        started = time.perf_counter()
         try:
-            self._consumer.commit()
+            self._consumer.commit(positions)
             self.stats.commits += 1
             self.metrics.commits.inc()
         except CommitFailed as err:
             self.stats.commit_failures += 1
             self.metrics.commit_failures.inc()
             log.warning("%s", err)
-        self.stats.seconds["commit"] += time.perf_counter() - settled
-        self._uncommitted = 0
-        self._since_commit = time.monotonic()
+        self.stats.seconds["commit"] += time.perf_counter() - started
+        if positions is None:
+            self._uncommitted = 0
+            self._since_commit = time.monotonic()
 
     def _process(self, records: list[LogRecord], stop: threading.Event) -> bool:
         """Apply one batch, retrying while a store is down; False if stopped meanwhile."""
@@ -279,7 +344,8 @@ class Worker:
         if self._history_pool is None:
             self._history_pool = ThreadPoolExecutor(1, thread_name_prefix="nearline-history")
         future = self._history_pool.submit(self._timed, "history", self._history.append, events)
-        self._history_pending.append((future, events))
+        self._history_seq += 1
+        self._history_pending.append((self._history_seq, future, events))
         return applied
 
     def _timed(self, stage: str, write: Callable[[list[Event]], None], events: list[Event]) -> None:
@@ -290,18 +356,24 @@ class Worker:
     def _settle_history(self, keep: int) -> bool:
         """Wait until at most ``keep`` history writes are in flight, redoing failed ones."""
         while len(self._history_pending) > keep:
-            future, events = self._history_pending.pop(0)
-            error = future.exception()
-            backoff = 0.1
-            while error is not None:
-                if not self._backoff(error, backoff, self._stop):
-                    return False
-                backoff = min(backoff * 2, self.config.max_backoff_s)
-                try:
-                    self._history.append(events)  # idempotent on event id
-                    error = None
-                except Exception as err:
-                    error = err
+            if not self._settle_oldest_history():
+                return False
+        return True
+
+    def _settle_oldest_history(self) -> bool:
+        """Wait for the oldest history write, redoing it while it fails; False if stopped."""
+        _, future, events = self._history_pending.pop(0)
+        error = future.exception()
+        backoff = 0.1
+        while error is not None:
+            if not self._backoff(error, backoff, self._stop):
+                return False
+            backoff = min(backoff * 2, self.config.max_backoff_s)
+            try:
+                self._history.append(events)  # idempotent on event id
+                error = None
+            except Exception as err:
+                error = err
         return True
 
     def _backoff(self, err: BaseException, seconds: float, stop: threading.Event) -> bool:

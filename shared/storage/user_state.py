@@ -27,7 +27,7 @@ Vector = npt.NDArray[np.float32]
 # Ids of each user's last applied events kept for deduplication. A replay only ever covers
 # events not yet committed in the log, so the window must exceed what a worker holds
 # uncommitted for one user (the worker checks its settings against it).
-DEDUPE_WINDOW = 4096
+DEDUPE_WINDOW = 8192  # covers a nearline replay: 2 x (commit_records + poll_records) = 6,000
 
 
 @dataclass(slots=True)
