@@ -6,8 +6,8 @@ pipelined round trip, idempotent per event id) and writes them to the history (i
 on event id), and buffers them for the lake. At each checkpoint (every ``commit_interval_s``
 or ``commit_records``, before partitions are revoked, and on shutdown) it writes the lake
 files and only then commits the log offsets; the periodic one writes them in the writer
-thread and commits on a later pass of the loop, so reading goes on meanwhile. At-least-once delivery plus idempotent writes:
-no event is lost, none counted twice.
+thread and commits on a later pass of the loop, so reading goes on meanwhile.
+At-least-once delivery plus idempotent writes: no event is lost, none counted twice.
 """
 
 from __future__ import annotations
@@ -229,7 +229,9 @@ class Worker:
         writes and commit what was read since, before returning (on revoke and shutdown).
 
         The lake files go first, while the last history writes are still in flight, so the
-        checkpoint blocks for the longer of the two rather than their sum.
+        checkpoint blocks for the longer of the two rather than their sum. Written files
+        without a commit are harmless: a replay rewrites them (see lake.py), and at most one
+        checkpoint's files are ever written but uncommitted.
         """
         if self._consumer is None or not self._land(block=True):
             self._uncommitted = 0  # stopped with a store down: nothing is committed
@@ -252,9 +254,7 @@ class Worker:
         if self._consumer is None or not self._land(block=True):
             return
         rows, positions = self._lake.take(), self._consumer.positions()
-        if self._history_pool is None:
-            self._history_pool = ThreadPoolExecutor(1, thread_name_prefix="nearline-history")
-        files = self._history_pool.submit(self._write_lake, rows)
+        files = self._writer().submit(self._write_lake, rows)
         self._in_flight = _Checkpoint(positions, files, self._history_seq)
         self._uncommitted = 0
         self._since_commit = time.monotonic()
@@ -341,12 +341,16 @@ class Worker:
         for record, _ in parsed.good:
             self.metrics.freshness_seconds.observe(max(0.0, now_ms - record.timestamp_ms) / 1000)
         self.stats.seconds["state"] += t1 - t0
-        if self._history_pool is None:
-            self._history_pool = ThreadPoolExecutor(1, thread_name_prefix="nearline-history")
-        future = self._history_pool.submit(self._timed, "history", self._history.append, events)
+        future = self._writer().submit(self._timed, "history", self._history.append, events)
         self._history_seq += 1
         self._history_pending.append((self._history_seq, future, events))
         return applied
+
+    def _writer(self) -> ThreadPoolExecutor:
+        """The one writer thread: history batches and lake files, in the order submitted."""
+        if self._history_pool is None:
+            self._history_pool = ThreadPoolExecutor(1, thread_name_prefix="nearline-writer")
+        return self._history_pool
 
     def _timed(self, stage: str, write: Callable[[list[Event]], None], events: list[Event]) -> None:
         started = time.perf_counter()

@@ -281,7 +281,7 @@ def blend_weight(params: ModelParams, member: str) -> float:
 
 def fit_models(settings: Settings, train: pd.DataFrame, spec: JobSpec, timer: Timer) -> Fitted:
     """Fit the generators on ``train`` and, unless disabled, the ranker (step 2 and 3)."""
-    from offline.split import VALIDATION_SEED, stratified_mask
+    from offline.split import validation_mask
 
     params = spec.params
     index, user_codes, item_codes = IdIndex.factorize(train)
@@ -290,8 +290,7 @@ def fit_models(settings: Settings, train: pd.DataFrame, spec: JobSpec, timer: Ti
     report: TrainReport | None = None
     if spec.train_ranker:
         started = time.perf_counter()
-        # offline.split.validation_split's rows, from the codes already at hand.
-        in_fit = stratified_mask(user_codes, 0.75, VALIDATION_SEED)
+        in_fit = validation_mask(user_codes)  # validation_split's rows, from the codes
         if in_fit.all() or not in_fit.any():
             raise DataError(
                 f"{spec.label}: too little data to train the ranker "

@@ -21,6 +21,7 @@ BENCHMARK_SEED = 42
 # Differs from the benchmark seed so that the validation draw is not correlated with the
 # draw that made the test part (both would otherwise start from the same random stream).
 VALIDATION_SEED = 4242
+VALIDATION_RATIO = 0.75  # share of each user's training rows kept to fit on
 
 
 def benchmark_split(
@@ -55,7 +56,7 @@ def benchmark_split(
 
 def validation_split(
     train: pd.DataFrame,
-    ratio: float = 0.75,
+    ratio: float = VALIDATION_RATIO,
     seed: int = VALIDATION_SEED,
     user_col: str = "user_id",
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -106,6 +107,12 @@ def _check_fraction(test_fraction: float) -> None:
 def _stratified_mask(users: pd.Series, ratio: float, seed: int) -> np.ndarray:
     """True for rows whose within-user random rank is in the first ``ratio`` share."""
     return stratified_mask(pd.factorize(users)[0], ratio, seed)
+
+
+def validation_mask(user_codes: npt.NDArray[np.integer]) -> np.ndarray:
+    """:func:`validation_split`'s fit rows (True) as a mask over rows given by their user
+    codes in first-seen order, for a caller that has factorised the users already."""
+    return stratified_mask(user_codes, VALIDATION_RATIO, VALIDATION_SEED)
 
 
 def stratified_mask(codes: npt.NDArray[np.integer], ratio: float, seed: int) -> np.ndarray:

@@ -99,10 +99,9 @@ class Runtime:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._poller
         self.impressions.close()
-        for slot in self.slots:  # what a store opened on this loop goes with the loop
-            if isinstance(slot.store, UserStateStore):
-                with contextlib.suppress(Exception):
-                    await slot.store.aclose()
+        if self.user_state.store is not None:  # its async client belongs to this loop
+            with contextlib.suppress(Exception):
+                await self.user_state.store.aclose()
         for slot in self._owned:
             slot.close()
         self._executor.shutdown(wait=False, cancel_futures=True)

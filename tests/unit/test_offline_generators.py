@@ -137,7 +137,7 @@ def test_id_index_builds_binary_matrix() -> None:
 
 
 def test_id_index_factorize_equals_from_frames_and_matrix() -> None:
-    from offline.split import VALIDATION_SEED, stratified_mask, validation_split
+    from offline.split import validation_mask, validation_split
 
     rng = np.random.default_rng(2)
     df = pd.DataFrame(
@@ -150,7 +150,7 @@ def test_id_index_factorize_equals_from_frames_and_matrix() -> None:
     plain = IdIndex.from_frames(df)
     assert index.users.equals(plain.users) and index.items.equals(plain.items)
     assert (index.matrix_of_codes(users, items) != plain.matrix(df)).nnz == 0
-    in_fit = stratified_mask(users, 0.75, VALIDATION_SEED)
+    in_fit = validation_mask(users)
     fit, valid = validation_split(df)
     assert (index.matrix_of_codes(users[in_fit], items[in_fit]) != plain.matrix(fit)).nnz == 0
     assert (index.matrix_of_codes(users[~in_fit], items[~in_fit]) != plain.matrix(valid)).nnz == 0
