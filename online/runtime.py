@@ -19,6 +19,7 @@ from online.metrics import OnlineMetrics
 from online.recommend import Recommender
 from online.settings import OnlineSettings
 from online.stores import StoreSlot, candidate_version
+from shared.heap import freeze_startup_heap
 from shared.registry import ModelRegistry
 from shared.settings import Settings
 from shared.storage import factory
@@ -91,6 +92,7 @@ class Runtime:
         await self.open_missing()
         await self.holder.refresh()
         await self.holder.pin(set(self.online.experiment_bundles.values()))
+        freeze_startup_heap()  # before the first request: no full collection walks all this
         self._poller = asyncio.create_task(self._poll(), name="bundle-poller")
 
     async def stop(self) -> None:

@@ -54,6 +54,7 @@ def run(
     """Consume the events topic until SIGTERM/SIGINT; then finish the batch and commit."""
     from nearline.metrics import NearlineMetrics
     from nearline.worker import WorkerConfig
+    from shared.heap import freeze_startup_heap
 
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -73,6 +74,7 @@ def run(
         stop = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
+        freeze_startup_heap()
         started = time.perf_counter()
         stats = worker.run(stop, max_records=max_records)
         elapsed = time.perf_counter() - started
