@@ -177,6 +177,7 @@ class _Run:
         from nearline.embeddings import LiveItemVectors
         from nearline.lake import LakeWriter
         from nearline.worker import Worker, WorkerConfig
+        from shared.heap import freeze_startup_heap
         from shared.registry import ModelRegistry
 
         topic = f"bench_nearline_{self.tag}_throughput"
@@ -193,6 +194,7 @@ class _Run:
                 vectors=LiveItemVectors(ModelRegistry(self.registry_url)),
                 config=WorkerConfig(group_id=f"bench_{self.tag}", poll_records=poll_records),
             )
+            freeze_startup_heap()  # as `recsys nearline run` does before it consumes
             started = time.perf_counter()
             stats = worker.run(max_records=n)
             elapsed = time.perf_counter() - started

@@ -22,7 +22,7 @@ from shared.storage.candidates import (
     decode_features,
     encode_features,
 )
-from shared.storage.cassandra.connection import CassandraStore, create_keyspace
+from shared.storage.cassandra.connection import TUPLES, CassandraStore, create_keyspace
 
 DEFAULT_BUCKETS = 64
 _CHUNK = 2000
@@ -147,16 +147,18 @@ class CassandraCandidateStore(CassandraStore, CandidateStore):
                 " WHERE version = ? AND bucket = ? AND user_id = ?",
             ),
             (version, bucket_of(user_id, buckets), user_id),
+            execution_profile=TUPLES,
         ).one()
         if row is None:
             return None
-        items = list(row.items or [])
+        items_col, scores, sources, features = row
+        items = list(items_col or [])
         return Candidates(
             user_id,
             items,
-            list(row.scores or []),
-            list(row.sources or []),
-            decode_features(row.features, len(items)),
+            list(scores or []),
+            list(sources or []),
+            decode_features(features, len(items)),
         )
 
     def versions(self) -> list[VersionInfo]:
