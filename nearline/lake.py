@@ -26,6 +26,7 @@ defence (a zombie member of a group can still write after losing its partitions)
 
 from __future__ import annotations
 
+import functools
 import os
 import secrets
 import time
@@ -61,7 +62,13 @@ class _Rows:
 
 
 def lake_date(timestamp: float) -> str:
-    return time.strftime("%Y-%m-%d", time.gmtime(timestamp))
+    """The UTC date of ``timestamp`` (epoch seconds), as the lake's partitions name it."""
+    return _utc_day(int(timestamp // 86_400))  # per event: formatted once per day seen
+
+
+@functools.lru_cache(maxsize=64)
+def _utc_day(day: int) -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime(day * 86_400))
 
 
 class LakeWriter:

@@ -12,8 +12,7 @@ tier can call it without importing anything else from here.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -30,8 +29,7 @@ class VectorIndex(Protocol):
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]: ...
 
 
-@dataclass(frozen=True, slots=True)
-class FreshCandidate:
+class FreshCandidate(NamedTuple):
     item_id: str
     score: float  # inner product with the seed, discounted by the seed's recency rank
     because: str  # the recent item whose neighbour this is

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from shared.errors import RecsysError
 from shared.storage.base import Store
@@ -24,8 +24,7 @@ class CommitFailed(RecsysError):
     exit_code = 3
 
 
-@dataclass(frozen=True, slots=True)
-class LogRecord:
+class LogRecord(NamedTuple):
     """One record as a consumer sees it."""
 
     topic: str

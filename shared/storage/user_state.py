@@ -16,6 +16,7 @@ import math
 from abc import abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -52,8 +53,7 @@ class UserStateUpdate:
     last_active: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class StateEvent:
+class StateEvent(NamedTuple):
     """One event as the user state sees it; applied at most once per ``event_id``."""
 
     event_id: str
