@@ -31,12 +31,17 @@ CHILD = textwrap.dedent(
     assert not any(o is alive for o in gc.get_objects()), "a live object is still swept"
     later = [[3]]
     assert any(o is later for o in gc.get_objects()), "objects made after are swept as usual"
+    again = freeze_startup_heap()  # a second call freezes what came since, nothing lost
+    assert again >= frozen
+    import atexit
+    atexit._run_exitfuncs()  # what the interpreter runs at exit: everything handed back
+    assert gc.get_freeze_count() == 0, "frozen objects would outlive the last collection"
     print("ok", frozen)
     """
 )
 
 
-def test_freeze_collects_startup_garbage_and_takes_the_rest_out_of_full_collections() -> None:
+def test_freeze_collects_startup_garbage_takes_the_rest_out_of_sweeps_until_exit() -> None:
     done = subprocess.run(
         [sys.executable, "-c", CHILD], capture_output=True, text=True, timeout=60, check=False
     )
