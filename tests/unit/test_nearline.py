@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator
@@ -106,8 +107,10 @@ def expected_counters(events: list[Event]) -> dict[str, dict[str, int]]:
 def test_worker_applies_every_event_once_to_state_history_and_lake(stores: Stores) -> None:
     events = make_events(users=20, per_user=30)
     produce(stores.log, events)
+    started = time.perf_counter()
     stats = stores.worker(poll_records=100).run(max_records=len(events))
     assert (stats.records, stats.applied, stats.duplicates) == (600, 600, 0)
+    assert stats.first_records_at is not None and started < stats.first_records_at
     states = stores.state.get_many([f"u{u}" for u in range(20)])
     assert {u: s.counters for u, s in states.items()} == expected_counters(events)
     u0 = states["u0"]
@@ -214,6 +217,7 @@ def test_worker_stops_on_request_and_commits(stores: Stores) -> None:
     assert not thread.is_alive() and worker.stats.commits >= 1
     again = stores.worker().run(threading.Event(), max_records=0)
     assert again.records == 0  # everything was committed
+    assert again.first_records_at is None  # and nothing arrived to start the clock
 
 
 def test_metrics_are_served(stores: Stores) -> None:
