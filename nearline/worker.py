@@ -183,7 +183,7 @@ class Worker:
         self._uncommitted = 0
         self._since_commit = time.monotonic()
         self._stop = threading.Event()
-        self._history_pool: ThreadPoolExecutor | None = None
+        self._writer_pool: ThreadPoolExecutor | None = None
         self._history_pending: list[tuple[int, Future[None], list[Event]]] = []  # (seq, ...)
         self._history_seq = 0
         self._in_flight: _Checkpoint | None = None  # lake files being written, then a commit
@@ -214,9 +214,9 @@ class Worker:
         finally:
             consumer.close()
             self._consumer = None
-            if self._history_pool is not None:
-                self._history_pool.shutdown(wait=True)
-                self._history_pool = None
+            if self._writer_pool is not None:
+                self._writer_pool.shutdown(wait=True)
+                self._writer_pool = None
             self._history_pending.clear()
             self._in_flight = None
         return self.stats
@@ -353,9 +353,9 @@ class Worker:
 
     def _writer(self) -> ThreadPoolExecutor:
         """The one writer thread: history batches and lake files, in the order submitted."""
-        if self._history_pool is None:
-            self._history_pool = ThreadPoolExecutor(1, thread_name_prefix="nearline-writer")
-        return self._history_pool
+        if self._writer_pool is None:
+            self._writer_pool = ThreadPoolExecutor(1, thread_name_prefix="nearline-writer")
+        return self._writer_pool
 
     def _timed(self, stage: str, write: Callable[[list[Event]], None], events: list[Event]) -> None:
         started = time.perf_counter()

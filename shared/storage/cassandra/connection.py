@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from cassandra import ConsistencyLevel, DriverException
@@ -62,21 +63,25 @@ TUPLES = "tuples"  # the execution profile whose rows are plain tuples
 
 def connect(role: str, url: str, target: CassandraTarget) -> tuple[Cluster, Session]:
     """A session with token-aware routing in the local datacenter; fails with one line."""
-    profile = ExecutionProfile(
-        load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy(local_dc=target.datacenter)),
-        request_timeout=10.0,
-    )
-    # Plain tuples for the request path's reads: the default row factory builds a new
-    # namedtuple class for every result, 160 us each here, more than the rest of the read.
-    tuples = ExecutionProfile(
-        load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy(local_dc=target.datacenter)),
-        request_timeout=10.0,
-        row_factory=tuple_factory,
-    )
+
+    def profile(**extra: Any) -> ExecutionProfile:  # a policy object per profile
+        return ExecutionProfile(
+            load_balancing_policy=TokenAwarePolicy(
+                DCAwareRoundRobinPolicy(local_dc=target.datacenter)
+            ),
+            request_timeout=10.0,
+            **extra,
+        )
+
     cluster = Cluster(
         target.hosts,
         port=target.port,
-        execution_profiles={EXEC_PROFILE_DEFAULT: profile, TUPLES: tuples},
+        # Plain tuples for the request path's reads: the default row factory builds a new
+        # namedtuple class for every result, 160 us each here, more than the rest of the read.
+        execution_profiles={
+            EXEC_PROFILE_DEFAULT: profile(),
+            TUPLES: profile(row_factory=tuple_factory),
+        },
         connect_timeout=5.0,
         protocol_version=5,
     )
