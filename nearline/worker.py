@@ -2,8 +2,9 @@
 
 One member of a consumer group. Per polled batch it parses the records (malformed ones go
 to the dead-letter topic with their error), folds the events into the users' state (one
-pipelined round trip, idempotent per event id) and writes them to the history (idempotent
-on event id), and buffers them for the lake. At each checkpoint (every ``commit_interval_s``
+pipelined round trip, idempotent per event id), buffers them for the history (an append,
+idempotent on event id, starts once ``history_flush_records`` are buffered or the oldest
+has waited ``history_linger_s``) and for the lake. At each checkpoint (every ``commit_interval_s``
 or ``commit_records``, before partitions are revoked, and on shutdown) it writes the lake
 files and only then commits the log offsets; the periodic one writes them in the writer
 thread and commits on a later pass of the loop, so reading goes on meanwhile.
@@ -54,7 +55,13 @@ class WorkerConfig:
     commit_records: int = 2000
     half_life_s: float = 1800.0  # of the session vector's time decay
     max_backoff_s: float = 5.0
-    history_in_flight: int = 16  # batches written to the history while the next ones proceed
+    history_in_flight: int = 16  # history writes in flight while the next batches proceed
+    # The history is written in coalesced appends, not one per polled batch: at 1,000 events/s
+    # a batch is about 20 events, and writing them every 20 ms cost Cassandra 38% of a core
+    # and the client 16%, against 15% and 7% when the same events went every 200 ms.
+    # Nothing waits on the history but the checkpoint, which writes what is buffered first.
+    history_linger_s: float = 0.2  # the longest an event waits for its history write to start
+    history_flush_records: int = 1000  # or as soon as this many are buffered
 
 
 @dataclass
@@ -186,6 +193,8 @@ class Worker:
         self._writer_pool: ThreadPoolExecutor | None = None
         self._history_pending: list[tuple[int, Future[None], list[Event]]] = []  # (seq, ...)
         self._history_seq = 0
+        self._history_buffer: list[Event] = []  # applied to the state, history not yet started
+        self._history_buffered_at = 0.0  # monotonic time of the oldest buffered event
         self._in_flight: _Checkpoint | None = None  # lake files being written, then a commit
 
     def run(
@@ -205,6 +214,7 @@ class Worker:
                     return self.stats  # stopped while a store was down: leave it uncommitted
                 if not self._land(block=False):
                     return self.stats  # stopped while a store was down: leave it uncommitted
+                self._flush_history(force=False)
                 self.metrics.set_partitions(consumer.assignment(), consumer.lag())
                 if self._checkpoint_due():
                     self._begin_checkpoint()
@@ -218,6 +228,7 @@ class Worker:
                 self._writer_pool.shutdown(wait=True)
                 self._writer_pool = None
             self._history_pending.clear()
+            self._history_buffer = []
             self._in_flight = None
         return self.stats
 
@@ -243,6 +254,7 @@ class Worker:
             return
         if not self._uncommitted:
             return
+        self._flush_history(force=True)
         started = time.perf_counter()
         self.metrics.lake_files.inc(len(self._lake.flush()))
         self.stats.seconds["lake"] += time.perf_counter() - started
@@ -258,6 +270,7 @@ class Worker:
         are done. One checkpoint at a time."""
         if self._consumer is None or not self._land(block=True):
             return
+        self._flush_history(force=True)
         rows, positions = self._lake.take(), self._consumer.positions()
         files = self._writer().submit(self._write_lake, rows)
         self._in_flight = _Checkpoint(positions, files, self._history_seq)
@@ -346,10 +359,26 @@ class Worker:
         for record, _ in parsed.good:
             self.metrics.freshness_seconds.observe(max(0.0, now_ms - record.timestamp_ms) / 1000)
         self.stats.seconds["state"] += t1 - t0
-        future = self._writer().submit(self._timed, "history", self._history.append, events)
-        self._history_seq += 1
-        self._history_pending.append((self._history_seq, future, events))
+        if not self._history_buffer:
+            self._history_buffered_at = time.monotonic()
+        self._history_buffer.extend(events)
+        self._flush_history(force=False)
         return applied
+
+    def _flush_history(self, force: bool) -> None:
+        """Start writing the buffered events to the history (in the writer thread) if forced,
+        if enough are buffered, or if the oldest has waited ``history_linger_s``."""
+        buffered = self._history_buffer
+        if not buffered or not (
+            force
+            or len(buffered) >= self.config.history_flush_records
+            or time.monotonic() - self._history_buffered_at >= self.config.history_linger_s
+        ):
+            return
+        self._history_buffer = []
+        future = self._writer().submit(self._timed, "history", self._history.append, buffered)
+        self._history_seq += 1
+        self._history_pending.append((self._history_seq, future, buffered))
 
     def _writer(self) -> ThreadPoolExecutor:
         """The one writer thread: history batches and lake files, in the order submitted."""

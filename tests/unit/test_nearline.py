@@ -220,6 +220,77 @@ def test_worker_stops_on_request_and_commits(stores: Stores) -> None:
     assert again.first_records_at is None  # and nothing arrived to start the clock
 
 
+class _CountingHistory:
+    """The history, recording the size of each append."""
+
+    def __init__(self, inner: EventHistoryStore) -> None:
+        self.inner, self.appends = inner, list[int]()
+
+    def append(self, events: list[Event]) -> None:
+        self.appends.append(len(events))
+        self.inner.append(events)
+
+
+def _counting_worker(stores: Stores, history: _CountingHistory, **config: float) -> Worker:
+    return Worker(
+        stores.log,
+        stores.state,
+        history,  # type: ignore[arg-type]
+        LakeWriter(stores.lake, stores.log.topic),
+        config=WorkerConfig(group_id="g", commit_interval_s=60, **config),  # type: ignore[arg-type]
+    )
+
+
+@pytest.mark.parametrize(
+    ("linger_s", "flush_records", "appends"),
+    [
+        (60, 25, [30, 30, 30, 10]),  # batches of 10 buffered until 25 are; the rest at the end
+        (0, 1000, [10] * 10),  # no linger: one append per polled batch
+    ],
+)
+def test_history_appends_are_coalesced_and_written_before_the_commit(
+    stores: Stores, linger_s: float, flush_records: int, appends: list[int]
+) -> None:
+    events = make_events(users=4, per_user=25)
+    produce(stores.log, events)
+    history = _CountingHistory(stores.history)
+    worker = _counting_worker(
+        stores,
+        history,
+        poll_records=10,
+        history_linger_s=linger_s,
+        history_flush_records=flush_records,
+    )
+    assert worker.run(max_records=100).records == 100
+    assert history.appends == appends
+    # The final checkpoint wrote what was still buffered before committing it.
+    assert {e.event_id for u in range(4) for e in stores.history.for_user(f"u{u}")} == {
+        e.event_id for e in events
+    }
+    assert stores.worker().run(threading.Event(), max_records=0).records == 0  # all committed
+
+
+def test_buffered_history_is_written_after_the_linger_while_idle(stores: Stores) -> None:
+    produce(stores.log, make_events(users=1, per_user=5))
+    history = _CountingHistory(stores.history)
+    worker = _counting_worker(
+        stores, history, poll_timeout_s=0.02, history_linger_s=0.1, history_flush_records=1000
+    )
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run, args=(stop,))
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not history.appends and time.monotonic() < deadline:
+            time.sleep(0.01)
+        # Written by the linger alone: no checkpoint came (60 s apart) and nothing else arrived.
+        assert history.appends == [5] and worker.stats.commits == 0
+    finally:
+        stop.set()
+        thread.join(5)
+    assert len(stores.history.for_user("u0")) == 5
+
+
 def test_metrics_are_served(stores: Stores) -> None:
     import socket
 
