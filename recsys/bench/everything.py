@@ -33,7 +33,11 @@ def command(
     """Every tier's benchmark on this machine, one after the other, and one summary."""
     runs = {
         "offline": ["offline", "--quick"],
-        "nearline": ["nearline", "--events", "2000", "--rates", "250"] if quick else ["nearline"],
+        "nearline": (
+            ["nearline", "--events", "2000", "--rates", "250", "--seconds", "5"]
+            if quick
+            else ["nearline"]
+        ),
         "online": ["online", "--quick"] if quick else ["online"],
     }
     folder = results_dir(Settings(), "all")
