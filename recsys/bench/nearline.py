@@ -280,6 +280,8 @@ class _Run:
     def freshness(
         self, rate: float, seconds: float, poll_records: int, settle_s: float = 0.0
     ) -> dict[str, Any]:
+        from shared.heap import freeze_startup_heap
+
         topic = f"bench_nearline_{self.tag}_r{int(rate)}"
         log, state = self._log(topic), self._state()
         env = {
@@ -312,6 +314,9 @@ class _Run:
         )
         try:
             self._warm_up(log, state, f"warm{int(rate)}")
+            # This process times the probes: a full collection of its heap (the throughput
+            # run's leftovers; 45-200 ms measured) would be counted as the worker's latency.
+            freeze_startup_heap()
             return self._measure(log, state, rate, seconds, f"p{int(rate)}_", settle_s=settle_s)
         finally:
             worker.send_signal(signal.SIGTERM)

@@ -158,6 +158,8 @@ def jvm_args(cfg: CassandraConfig, dirs: CassandraDirs, jamm: Path) -> list[str]
         # Its own start-up check asks for this: a node out of memory should die, not limp.
         "-XX:+ExitOnOutOfMemoryError",
         f"-XX:ErrorFile={dirs.home / 'hs_err_pid%p.log'}",
+        # Every collection with its pause, as the stock options log them (5 x 10 MB at most).
+        f"-Xlog:gc:file={dirs.home / 'gc.log'}:time,uptime:filecount=5,filesize=10m",
         "-Djava.net.preferIPv4Stack=true",
         # jamm measures object sizes for memtable accounting; without the agent it guesses.
         f"-javaagent:{jamm}",
