@@ -162,6 +162,25 @@ def offline_run_cli(home: Path, movielens_dir: Path, *flags: str) -> dict[str, A
     return output
 
 
+def bench_cli(home: Path, tier: str, *flags: str) -> tuple[dict[str, Any], Path]:
+    """``recsys bench TIER --json FLAGS`` against the test services with ``home`` as
+    RECSYS_HOME; what it printed, parsed, and its results folder (fails with its stderr)."""
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("recsys")), "bench", tier, "--json", *flags,
+         "--kafka-url", KAFKA_URL, "--redis-url", REDIS_URL, "--cassandra-url", CASSANDRA_URL],
+        capture_output=True,
+        text=True,
+        timeout=280,
+        env={**os.environ, "RECSYS_HOME": str(home)},
+        check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    figures: dict[str, Any] = json.loads(done.stdout)
+    folder = Path(figures["results_dir"])
+    assert folder.parent == home / "bench"
+    return figures, folder
+
+
 @pytest.fixture
 def movielens_dir() -> Path:
     """The real MovieLens 100K: $RECSYS_MOVIELENS_DIR, else a known location.

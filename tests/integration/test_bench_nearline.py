@@ -7,15 +7,11 @@ only the measured probes are timed and every one of them was seen; nothing about
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import CASSANDRA_URL, KAFKA_URL, REDIS_URL
+from tests.conftest import bench_cli
 
 
 @pytest.mark.redis
@@ -23,38 +19,11 @@ from tests.conftest import CASSANDRA_URL, KAFKA_URL, REDIS_URL
 @pytest.mark.kafka
 @pytest.mark.timeout(300)  # about 40 s on a quiet 2-core machine
 def test_small_run_reports_throughput_freshness_and_fresh_candidates(tmp_path: Path) -> None:
-    recsys = Path(sys.executable).with_name("recsys")
-    done = subprocess.run(
-        [
-            str(recsys),
-            "bench",
-            "nearline",
-            "--events",
-            "2000",
-            "--rates",
-            "200",
-            "--seconds",
-            "1",
-            "--settle-s",
-            "0.5",
-            "--json",
-            "--kafka-url",
-            KAFKA_URL,
-            "--redis-url",
-            REDIS_URL,
-            "--cassandra-url",
-            CASSANDRA_URL,
-        ],
-        env={**os.environ, "RECSYS_HOME": str(tmp_path / "home")},
-        capture_output=True,
-        timeout=280,
-        check=False,
+    figures, folder = bench_cli(
+        tmp_path / "home",
+        "nearline",
+        *("--events", "2000", "--rates", "200", "--seconds", "1", "--settle-s", "0.5"),
     )
-
-    assert done.returncode == 0, done.stderr.decode(errors="replace")[-3000:]
-    figures = json.loads(done.stdout)
-    folder = Path(figures["results_dir"])
-    assert folder.parent == tmp_path / "home" / "bench"
     throughput = figures["throughput"]
     assert (throughput["events"], throughput["applied"]) == (2000, 2000)
     assert throughput["events_per_second"] > 0 and throughput["group_join_seconds"] > 0

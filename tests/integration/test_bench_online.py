@@ -9,14 +9,11 @@ seen items); it asserts nothing about timing, which depends on the machine.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import CASSANDRA_URL, KAFKA_URL, REDIS_URL
+from tests.conftest import bench_cli
 
 
 @pytest.mark.redis
@@ -24,31 +21,7 @@ from tests.conftest import CASSANDRA_URL, KAFKA_URL, REDIS_URL
 @pytest.mark.kafka
 @pytest.mark.timeout(300)  # about 80 s on a quiet 2-core machine
 def test_quick_run_writes_the_report_and_no_request_fails(tmp_path: Path) -> None:
-    recsys = Path(sys.executable).with_name("recsys")
-    done = subprocess.run(
-        [
-            str(recsys),
-            "bench",
-            "online",
-            "--quick",
-            "--json",
-            "--redis-url",
-            REDIS_URL,
-            "--cassandra-url",
-            CASSANDRA_URL,
-            "--kafka-url",
-            KAFKA_URL,
-        ],
-        env={**os.environ, "RECSYS_HOME": str(tmp_path / "home")},
-        capture_output=True,
-        timeout=280,
-        check=False,
-    )
-
-    assert done.returncode == 0, done.stderr.decode(errors="replace")[-3000:]
-    figures = json.loads(done.stdout)
-    folder = Path(figures["results_dir"])
-    assert folder.parent == tmp_path / "home" / "bench"
+    figures, folder = bench_cli(tmp_path / "home", "online", "--quick")
     for name in ("results.md", "results.json", "steps.csv", "stages.csv"):
         assert (folder / name).stat().st_size > 0, name
     for name in ("latency.png", "throughput.png", "stages.png"):
