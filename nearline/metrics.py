@@ -36,7 +36,7 @@ class NearlineMetrics:
         )
         self.batch_seconds = Histogram(
             "recsys_nearline_batch_seconds",
-            "Time to apply one polled batch to state, history and lake buffer.",
+            "Time to apply one polled batch to the state and hand it to the history and lake buffers.",
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
