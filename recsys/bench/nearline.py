@@ -15,9 +15,10 @@ with a synthetic bundle of its own for session vectors and fresh candidates:
    freshness is from just before the probe's send to the first read that sees its state.
    The settling time keeps out what a worker pays once, in its first second under load
    (its first history appends, lake files and commit; 100-160 ms probes measured there),
-   as the online benchmark keeps each step's start-up out. The load goes out through a producer of its
-   own that does not wait for each tick's acknowledgements (``acks=all`` and a final flush),
-   so a slow acknowledgement delays no tick and the rate asked for is the rate produced;
+   as the online benchmark keeps each step's start-up out. The load goes out through a
+   producer of its own that does not wait for each tick's acknowledgements (``acks=all``
+   and a final flush), so a slow acknowledgement delays no tick and the rate asked for is
+   the rate produced;
 3. fresh candidates: computed on request from the state (what the online tier does), p50
    and p99 over states read back from Redis, and what precomputing them in the worker would
    cost per batch of ``--poll-records`` events.

@@ -71,11 +71,13 @@ class Stores:
         self.registry = ModelRegistry(f"file://{tmp_path}/models")
         self.embeddings = write_bundle(tmp_path / "models")
 
-    def worker(self, group: str = "g", **config: float) -> Worker:
+    def worker(
+        self, group: str = "g", history: EventHistoryStore | None = None, **config: float
+    ) -> Worker:
         return Worker(
             self.log,
             self.state,
-            self.history,
+            history if history is not None else self.history,
             LakeWriter(self.lake, self.log.topic),
             vectors=LiveItemVectors(self.registry),
             config=WorkerConfig(group_id=group, **config),  # type: ignore[arg-type]
@@ -231,16 +233,6 @@ class _CountingHistory:
         self.inner.append(events)
 
 
-def _counting_worker(stores: Stores, history: _CountingHistory, **config: float) -> Worker:
-    return Worker(
-        stores.log,
-        stores.state,
-        history,  # type: ignore[arg-type]
-        LakeWriter(stores.lake, stores.log.topic),
-        config=WorkerConfig(group_id="g", commit_interval_s=60, **config),  # type: ignore[arg-type]
-    )
-
-
 @pytest.mark.parametrize(
     ("linger_s", "flush_records", "appends"),
     [
@@ -254,9 +246,9 @@ def test_history_appends_are_coalesced_and_written_before_the_commit(
     events = make_events(users=4, per_user=25)
     produce(stores.log, events)
     history = _CountingHistory(stores.history)
-    worker = _counting_worker(
-        stores,
-        history,
+    worker = stores.worker(
+        history=history,  # type: ignore[arg-type]
+        commit_interval_s=60,
         poll_records=10,
         history_linger_s=linger_s,
         history_flush_records=flush_records,
@@ -273,8 +265,12 @@ def test_history_appends_are_coalesced_and_written_before_the_commit(
 def test_buffered_history_is_written_after_the_linger_while_idle(stores: Stores) -> None:
     produce(stores.log, make_events(users=1, per_user=5))
     history = _CountingHistory(stores.history)
-    worker = _counting_worker(
-        stores, history, poll_timeout_s=0.02, history_linger_s=0.1, history_flush_records=1000
+    worker = stores.worker(
+        history=history,  # type: ignore[arg-type]
+        commit_interval_s=60,
+        poll_timeout_s=0.02,
+        history_linger_s=0.1,
+        history_flush_records=1000,
     )
     stop = threading.Event()
     thread = threading.Thread(target=worker.run, args=(stop,))
