@@ -11,7 +11,11 @@ does not descend into plain sub-folders, and Hive-style ``date=...`` folders wou
 ``date`` column that the reader rejects (allowing it there is the way to real partitions).
 A date's files are ``<date>_*.parquet``. Columns: ``user_id``, ``item_id``, ``timestamp`` (epoch seconds,
 float), ``value`` (null for implicit events: the ingest step counts them as 1.0),
-``event_id``, ``type``, ``context`` (JSON text) and ``schema_version``.
+``event_id``, ``type``, ``context`` (JSON text) and ``schema_version``. An impression event
+of the current shape (one per answer, see :mod:`shared.events`) is one row, its ``item_id``
+the first item shown and the whole list in the context JSON under ``"shown"`` (a list of
+``{item_id, position, source}``; no context value is ever a list), so the lake's columns,
+and the offline ingest that checks them, are unchanged.
 
 Why replays do not duplicate rows: the worker commits log offsets only after a checkpoint's
 files are written, so a restarted worker re-reads from the first uncommitted offset ``c``.
@@ -126,7 +130,7 @@ def _table(events: list[Event]) -> pa.Table:
             "value": [e.value for e in events],
             "event_id": [e.event_id for e in events],
             "type": [e.type.value for e in events],
-            "context": [orjson.dumps(e.context).decode() for e in events],
+            "context": [orjson.dumps(e.lake_context()).decode() for e in events],
             "schema_version": [e.schema_version for e in events],
         },
         schema=SCHEMA,

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import orjson
 from pydantic import ValidationError
 
@@ -38,7 +40,9 @@ from shared.storage.user_state import StateEvent, UserStateStore
 log = logging.getLogger(__name__)
 
 # Events that say the user engaged with the item: they enter the recent items (the seeds of
-# fresh candidates). Impressions and skips are counted but seed nothing.
+# fresh candidates). Impressions and skips are counted but seed nothing. The "impression"
+# counter counts impression events: lists shown (one per answer) in the current shape, items
+# shown in the old per-item shape; the items of a list are in the lake.
 ENGAGED = frozenset({EventType.CLICK, EventType.PLAY, EventType.RATE, EventType.ADD_TO_LIST})
 
 
@@ -147,11 +151,21 @@ def state_events(events: Sequence[Event], vectors: ItemVectors | None) -> list[S
             e.item_id,
             e.type.value,
             e.timestamp,
-            vector=None if vectors is None else vectors.get(e.item_id),
+            vector=None if vectors is None else _vector(e, vectors),
             recent=e.type in ENGAGED,
         )
         for e in events
     ]
+
+
+def _vector(event: Event, vectors: ItemVectors) -> npt.NDArray[np.float32] | None:
+    """What the event folds into the session vector: its item's vector, or for a list shown
+    the mean of its items' (the direction k per-item impressions pulled it, with one
+    event's weight: a list shown says less of a taste than a play)."""
+    if event.shown is None:
+        return vectors.get(event.item_id)
+    found = [v for v in (vectors.get(s.item_id) for s in event.shown) if v is not None]
+    return np.mean(found, axis=0, dtype=np.float32) if found else None
 
 
 class Worker:

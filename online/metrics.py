@@ -62,7 +62,8 @@ class OnlineMetrics:
         )
         self.impressions_dropped = Counter(
             "recsys_online_impressions_dropped",
-            "Impression events not sent (event log down or backlog full).",
+            "Impression events (one per answer) not delivered: event log down, backlog"
+            " full, or delivery failed.",
             registry=r,
         )
 

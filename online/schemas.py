@@ -25,6 +25,10 @@ class RecommendationsResponse(BaseModel):
         default_factory=dict, description="Stage -> why it was left out."
     )
     timings_ms: dict[str, float]
+    request_id: str = Field(
+        description="Names this answer; its impression event carries it. Send it back in an"
+        " event's context (request_id) to join what the user did to what was shown."
+    )
 
 
 class SimilarItem(BaseModel):

@@ -72,7 +72,9 @@ class OnlineSettings(BaseSettings):
         0.5, gt=0, le=1, description="Most of a list one (first) genre may fill."
     )
     log_impressions: bool = Field(
-        True, description="Send an impression event (arm, bundle in context) per item served."
+        True,
+        description="Send one impression event per answer: the items shown with positions and"
+        " sources; arm, bundle, surface and request id in context.",
     )
 
     @field_validator("experiment_arms")

@@ -1,9 +1,12 @@
 """Experiment arms from logged events: per-arm engagement with confidence intervals.
 
-The online tier logs one impression event per item served, with the user's ``arm``, the
-``bundle`` and the ``surface`` in its context (:mod:`online.impressions`). An outcome event
-(a play, a click) counts for an arm when the same user was shown the same item on that
-surface: it is attributed to that impression's arm.
+The online tier logs one impression event per answer (:mod:`online.impressions`): the items
+shown with their ``position`` and ``source``, and the user's ``arm``, the ``bundle``, the
+``surface`` and the ``request_id`` in its context. :func:`events_frame` explodes it into one
+row per item shown, which is the row an older log holds for each item (one impression event
+per item, ``position`` and ``source`` in its context), so both read the same from there on.
+An outcome event (a play, a click) counts for an arm when the same user was shown the same
+item on that surface: it is attributed to that impression's arm.
 
 Two rates per arm, each with an interval that respects that one user's impressions are not
 independent of each other:
@@ -36,8 +39,19 @@ EVENT_COLUMNS = ["event_id", "user_id", "item_id", "type", "value", "timestamp"]
 
 
 def events_frame(events: Iterable[Event]) -> pd.DataFrame:
-    """One row per event, its context keys (``arm``, ``bundle``, ...) as columns."""
-    rows = [{**e.context, **e.model_dump(include=set(EVENT_COLUMNS))} for e in events]
+    """One row per event, its context keys (``arm``, ``bundle``, ...) as columns; an
+    impression with a shown list gives one row per item shown instead (its ``item_id``,
+    ``position`` and ``source``; the event's ``event_id`` and context on each)."""
+    rows: list[dict[str, Any]] = []
+    for e in events:
+        row = {**e.context, **e.model_dump(include=set(EVENT_COLUMNS))}
+        if e.shown is None:
+            rows.append(row)
+        else:
+            rows.extend(
+                {**row, "item_id": s.item_id, "position": s.position, "source": s.source}
+                for s in e.shown
+            )
     frame = pd.DataFrame(rows)
     for column in EVENT_COLUMNS:
         if column not in frame.columns:

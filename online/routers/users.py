@@ -46,7 +46,7 @@ async def recommendations(
     except NoBundle as err:
         raise HTTPException(503, f"no bundle to serve from: {err}") from err
     if recommender.settings.log_impressions:
-        background.add_task(impressions.log, answer)
+        impressions.log(answer)  # encodes and queues (microseconds); a thread of its own sends
     # Serialised here with orjson, not through the response model: FastAPI would build the
     # models, validate them again against ``response_model`` and dump them, a millisecond
     # per request for a body whose shape is fixed here. ``response_model`` still documents
@@ -62,5 +62,6 @@ async def recommendations(
         "degraded": answer.degraded,
         "failures": answer.failures,
         "timings_ms": answer.timings_ms,
+        "request_id": answer.request_id,
     }
     return Response(orjson.dumps(body), media_type="application/json")

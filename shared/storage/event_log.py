@@ -3,6 +3,11 @@
 Real implementation: Apache Kafka. Embedded: SQLite. Records with the same key land in the
 same partition, so one user's events stay in order. Consumers belong to a group and commit
 their position explicitly, after their side effects succeeded (at-least-once delivery).
+
+Two ways in: ``append`` returns once the records are durable (the events API, which answers
+202 only then); ``publish`` hands them to the log's own batching and returns at once, with
+failures reported to a callback (the impression log, which must never hold up an answer),
+and ``flush`` waits for what was published.
 """
 
 from __future__ import annotations
@@ -16,6 +21,9 @@ from shared.storage.base import Store
 
 DEFAULT_TOPIC = "events"
 DEFAULT_PARTITIONS = 4
+# Told of each published record that was not delivered, with the reason; it may run on the
+# log's own I/O thread, so it must be quick and must not raise.
+DeliveryErrback = Callable[[BaseException], None]
 
 
 class CommitFailed(RecsysError):
@@ -91,6 +99,27 @@ class EventLog(Store):
         """Append ``(key, value)`` records; return only once they are durable.
 
         Raises ``ServiceUnavailable`` when the log did not acknowledge them.
+        """
+
+    @abstractmethod
+    def publish(
+        self,
+        records: Sequence[tuple[str, bytes]],
+        topic: str | None = None,
+        on_error: DeliveryErrback | None = None,
+    ) -> None:
+        """Hand ``(key, value)`` records to the log's batching and return without waiting.
+
+        Never raises for the log itself being down or refusing a record: ``on_error`` is
+        called once per record that was not delivered (records are lost unnoticed without
+        one). Per-key order is kept among published records, as with ``append``.
+        """
+
+    @abstractmethod
+    def flush(self, timeout_s: float = 10.0) -> None:
+        """Wait until every record published so far is delivered or reported failed.
+
+        Raises ``ServiceUnavailable`` if that takes longer than ``timeout_s``.
         """
 
     @abstractmethod

@@ -1,11 +1,14 @@
 """Event log on Apache Kafka: ``kafka://host:port[,host:port]/topic``.
 
 Producers wait for all in-sync replicas (``acks=all``) before an append returns; consumers
-never auto-commit, so a worker that dies before committing re-reads its batch.
+never auto-commit, so a worker that dies before committing re-reads its batch. ``publish``
+uses the same producer without waiting: records join its batches (``linger_ms``), and each
+one's future tells the errback if it was not delivered.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
 from urllib.parse import urlsplit
 
@@ -17,7 +20,12 @@ from kafka import (
     TopicPartition,
 )
 from kafka.admin import NewTopic
-from kafka.errors import CommitFailedError, KafkaError, TopicAlreadyExistsError
+from kafka.errors import (
+    CommitFailedError,
+    KafkaError,
+    KafkaTimeoutError,
+    TopicAlreadyExistsError,
+)
 from kafka.structs import OffsetAndMetadata
 
 from shared.errors import ConfigError, ServiceUnavailable
@@ -25,6 +33,7 @@ from shared.storage.event_log import (
     DEFAULT_PARTITIONS,
     DEFAULT_TOPIC,
     CommitFailed,
+    DeliveryErrback,
     EventLog,
     LogConsumer,
     LogRecord,
@@ -57,6 +66,7 @@ class KafkaEventLog(EventLog):
         super().__init__(url, topic or url_topic)
         self._servers = servers
         self._producer: KafkaProducer | None = None
+        self._producer_lock = threading.Lock()  # append and publish may race to create it
 
     def _admin(self) -> KafkaAdminClient:
         try:
@@ -95,7 +105,11 @@ class KafkaEventLog(EventLog):
             admin.close()
 
     def _get_producer(self) -> KafkaProducer:
-        if self._producer is None:
+        if self._producer is not None:
+            return self._producer
+        with self._producer_lock:
+            if self._producer is not None:
+                return self._producer
             try:
                 self._producer = KafkaProducer(
                     bootstrap_servers=self._servers,
@@ -110,7 +124,7 @@ class KafkaEventLog(EventLog):
                 )
             except KafkaError as err:
                 raise ServiceUnavailable(self.role, self.url, repr(err)) from err
-        return self._producer
+            return self._producer
 
     def append(self, records: Sequence[tuple[str, bytes]], topic: str | None = None) -> None:
         producer = self._get_producer()
@@ -121,6 +135,41 @@ class KafkaEventLog(EventLog):
             producer.flush(timeout=_SEND_TIMEOUT_S)
             for future in futures:
                 future.get(timeout=_SEND_TIMEOUT_S)
+        except KafkaError as err:
+            raise ServiceUnavailable(self.role, self.url, repr(err)) from err
+
+    def publish(
+        self,
+        records: Sequence[tuple[str, bytes]],
+        topic: str | None = None,
+        on_error: DeliveryErrback | None = None,
+    ) -> None:
+        try:
+            producer = self._get_producer()
+        except ServiceUnavailable as err:  # no broker answered within _CONNECT_TIMEOUT_MS
+            _report(on_error, err, len(records))
+            return
+        target = topic or self.topic
+        for sent, (key, value) in enumerate(records):
+            try:
+                future = producer.send(target, key=key.encode(), value=value)
+            except KafkaTimeoutError as err:
+                # Metadata or buffer space did not come within max_block_ms: the broker is
+                # out of reach, and each next send would block as long, so stop here.
+                _report(on_error, err, len(records) - sent)
+                return
+            except KafkaError as err:  # this record refused (e.g. too large): others may go
+                _report(on_error, err, 1)
+                continue
+            if on_error is not None:
+                future.add_errback(on_error)
+
+    def flush(self, timeout_s: float = 10.0) -> None:
+        producer = self._producer
+        if producer is None:
+            return  # nothing was ever sent
+        try:
+            producer.flush(timeout=timeout_s)
         except KafkaError as err:
             raise ServiceUnavailable(self.role, self.url, repr(err)) from err
 
@@ -136,6 +185,12 @@ class KafkaEventLog(EventLog):
         if self._producer is not None:
             self._producer.close(timeout=_SEND_TIMEOUT_S)
             self._producer = None
+
+
+def _report(on_error: DeliveryErrback | None, err: BaseException, records: int) -> None:
+    if on_error is not None:
+        for _ in range(records):
+            on_error(err)
 
 
 class _Revoked(ConsumerRebalanceListener):  # type: ignore[misc]

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from kafka import KafkaAdminClient
+from kafka.admin import NewTopic
+from kafka.errors import MessageSizeTooLargeError
 
+from shared.errors import ServiceUnavailable
 from shared.storage.event_log import EventLog, LogConsumer, LogRecord
 from shared.storage.factory import open_event_log
 from tests.conftest import KAFKA_URL, unique
@@ -175,6 +180,108 @@ def test_lag_and_assignment(log: EventLog) -> None:
         assert consumer.lag()[partition] == 4
     finally:
         consumer.close()
+
+
+def test_published_records_are_readable_in_order_after_flush(log: EventLog) -> None:
+    failures: list[BaseException] = []
+    sent = [(f"user{i % 3}", f"{i}".encode()) for i in range(60)]
+    for start in range(0, len(sent), 7):  # several publishes, as the impression sender does
+        log.publish(sent[start : start + 7], on_error=failures.append)
+    log.flush(timeout_s=10)
+    consumer = log.consumer(unique("group"))
+    try:
+        got = drain(consumer, 60)
+    finally:
+        consumer.close()
+    assert failures == []
+    assert sorted((r.key, int(r.value)) for r in got) == sorted((k, int(v)) for k, v in sent)
+    for user in {k for k, _ in sent}:
+        values = [int(r.value) for r in got if r.key == user]
+        assert values == sorted(values)
+
+
+def test_publish_to_another_topic(log: EventLog) -> None:
+    topic = unique("published")
+    log.create_topic(topic, partitions=2)
+    log.publish([("u1", b"x")], topic=topic)
+    log.flush(timeout_s=10)
+    consumer = log.consumer(unique("group"), topic=topic)
+    try:
+        assert [r.value for r in drain(consumer, 1)] == [b"x"]
+    finally:
+        consumer.close()
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_embedded_publish_failure_reaches_the_callback(kind: str, tmp_path: Path) -> None:
+    log = open_event_log("memory://log" if kind == "memory" else f"sqlite:///{tmp_path}/l.db")
+    log.init_schema()
+    log.close()  # its database is gone: every write fails
+    failures: list[BaseException] = []
+    log.publish([("u1", b"a"), ("u2", b"b")], on_error=failures.append)  # returns, no raise
+    assert len(failures) == 2
+    log.publish([("u1", b"c")])  # nobody to tell: still no raise
+
+
+@pytest.mark.kafka
+def test_kafka_publish_returns_before_delivery_and_reports_a_refused_record() -> None:
+    """A topic whose broker limit (max.message.bytes) a record exceeds: the producer sends
+    it, the broker refuses it, and the errback hears of it, after publish returned."""
+    topic = unique("events")
+    admin = KafkaAdminClient(bootstrap_servers=KAFKA_URL.removeprefix("kafka://").split("/")[0])
+    try:
+        admin.create_topics([NewTopic(topic, 1, 1, topic_configs={"max.message.bytes": "2000"})])
+    finally:
+        admin.close()
+    log = open_event_log(f"{KAFKA_URL.rstrip('/')}/{topic}")
+    failures: list[BaseException] = []
+    try:
+        log.publish([("u1", b"small")], on_error=failures.append)
+        log.flush(timeout_s=10)
+        assert failures == []
+        log.publish([("u1", b"x" * 10_000)], on_error=failures.append)
+        assert failures == []  # not sent yet: publish did not wait for the broker
+        log.flush(timeout_s=10)
+        assert len(failures) == 1 and isinstance(failures[0], MessageSizeTooLargeError)
+    finally:
+        log.close()
+
+
+@pytest.mark.kafka
+def test_kafka_publish_reports_an_oversized_record_and_sends_the_others() -> None:
+    """Over the producer's request limit (1 MiB), a record is refused before it is sent:
+    reported at once, and the records around it still go."""
+    log = open_event_log(f"{KAFKA_URL.rstrip('/')}/{unique('events')}")
+    log.init_schema(partitions=1)
+    failures: list[BaseException] = []
+    try:
+        log.publish(
+            [("u1", b"a"), ("u1", b"x" * 2_000_000), ("u1", b"b")], on_error=failures.append
+        )
+        assert len(failures) == 1 and isinstance(failures[0], MessageSizeTooLargeError)
+        log.flush(timeout_s=10)
+        consumer = log.consumer(unique("group"))
+        try:
+            assert [r.value for r in drain(consumer, 2)] == [b"a", b"b"]
+        finally:
+            consumer.close()
+    finally:
+        log.close()
+
+
+def test_kafka_publish_with_no_broker_reports_every_record() -> None:
+    """Nothing listens on port 1: the producer gives up after its connect timeout (5 s),
+    and publish reports each record rather than raising."""
+    log = open_event_log("kafka://127.0.0.1:1/events")
+    failures: list[BaseException] = []
+    started = time.monotonic()
+    try:
+        log.publish([("u1", b"a"), ("u2", b"b"), ("u3", b"c")], on_error=failures.append)
+        log.flush(timeout_s=1)  # no producer came up: nothing to wait for
+    finally:
+        log.close()
+    assert len(failures) == 3 and all(isinstance(f, ServiceUnavailable) for f in failures)
+    assert time.monotonic() - started < 15
 
 
 @pytest.mark.kafka

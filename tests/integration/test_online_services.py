@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import orjson
 import pytest
 import uvicorn
 from fastapi import FastAPI
@@ -29,6 +28,7 @@ from fastapi import FastAPI
 from nearline.api import router as events_router
 from online.app import create_app
 from online.settings import OnlineSettings
+from shared.events import Event, EventType
 from shared.registry import ModelRegistry
 from shared.settings import Settings
 from shared.storage.factory import open_candidates, open_event_log, open_user_state
@@ -180,17 +180,31 @@ def test_full_blend_on_real_stores_and_impressions_on_kafka(world: Settings) -> 
         assert max(b["timings_ms"]["total"] for b in bodies[1:]) < BUDGET_MS
         posted = client.post("/v1/events", json={"user_id": "u0", "item_id": "i9", "type": "click"})
         assert posted.status_code == 202
+    # The server has stopped: its impression logger sent what was queued and flushed.
+    answers = {b["request_id"]: b for b in bodies}
     log = open_event_log(world.event_log_url)
     consumer = log.consumer(unique("check"))
-    found: list[dict[str, Any]] = []
+    found: list[Event] = []
+
+    def impression_ids() -> list[str]:
+        return [str(e.context.get("request_id")) for e in found if e.type is EventType.IMPRESSION]
+
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not any(e["type"] == "click" for e in found):
-        found += [orjson.loads(r.value) for r in consumer.poll(500, 1.0)]
+    while time.monotonic() < deadline and not (
+        any(e.type is EventType.CLICK for e in found) and set(answers) <= set(impression_ids())
+    ):
+        found += [Event.from_json(r.value) for r in consumer.poll(500, 1.0)]
     consumer.close()
     log.close()
-    impressions = [e for e in found if e["type"] == "impression"]
-    assert impressions and all(e["context"]["arm"] == "control" for e in impressions)
-    assert any(e["type"] == "click" for e in found)
+    ours = [e for e in found if e.context.get("request_id") in answers]  # the module's topic
+    assert sorted(str(e.context["request_id"]) for e in ours) == sorted(answers)  # one each
+    for event in ours:
+        items = answers[str(event.context["request_id"])]["items"]
+        assert event.context["arm"] == "control" and event.shown is not None
+        assert [(s.item_id, s.position, s.source) for s in event.shown] == [
+            (i["item_id"], p, i["sources"][0]) for p, i in enumerate(items)
+        ]
+    assert any(e.type is EventType.CLICK for e in found)
 
 
 def test_redis_stopped_answers_on_time_degraded(world: Settings, tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from offline.analysis import bundles, dataset, experiments
 from offline.generators.matrix import IdIndex
 from offline.job import Fitted, RankedLists
 from offline.report import Evaluation
-from shared.events import Event, EventType
+from shared.events import Event, EventType, Shown
 from shared.registry import BundleInfo
 from shared.storage.factory import open_user_state
 
@@ -149,21 +149,49 @@ def test_bootstrap_ratio_brackets_the_estimate() -> None:
     assert low < num.sum() / den.sum() < high
 
 
-def _impression(user: str, item: str, arm: str, t: float) -> Event:
-    context = {"arm": arm, "bundle": "v1", "surface": "replay", "position": 0}
+def _impression(user: str, item: str, arm: str, t: float, position: int = 0) -> Event:
+    """The old shape: one impression event per item shown."""
+    context = {"arm": arm, "bundle": "v1", "surface": "replay", "position": position}
+    context["source"] = "precomputed:ease"
     return Event(
         user_id=user, item_id=item, type=EventType.IMPRESSION, timestamp=t, context=context
     )
 
 
-def test_simulated_plays_and_engagement_by_arm() -> None:
-    shown = [
-        _impression("u1", "a", "control", 1),
-        _impression("u1", "b", "control", 1),
-        _impression("u2", "a", "control", 2),
-        _impression("u3", "a", "blend", 3),
-        _impression("u3", "c", "blend", 3),
-    ]
+def _answer(user: str, items: list[str], arm: str, t: float) -> Event:
+    """The current shape: one impression event per answer, with the list shown."""
+    context = {"arm": arm, "bundle": "v1", "surface": "replay", "request_id": f"r-{user}-{t}"}
+    shown = tuple(
+        Shown(item_id=item, position=p, source="precomputed:ease") for p, item in enumerate(items)
+    )
+    return Event(
+        user_id=user,
+        item_id=items[0],
+        type=EventType.IMPRESSION,
+        timestamp=t,
+        context=context | {"degraded": False},
+        shown=shown,
+    )
+
+
+# The same three answers in both shapes: u1 shown a, b; u2 shown a; u3 shown a, c.
+OLD_SHAPE = [
+    _impression("u1", "a", "control", 1),
+    _impression("u1", "b", "control", 1, position=1),
+    _impression("u2", "a", "control", 2),
+    _impression("u3", "a", "blend", 3),
+    _impression("u3", "c", "blend", 3, position=1),
+]
+NEW_SHAPE = [
+    _answer("u1", ["a", "b"], "control", 1),
+    _answer("u2", ["a"], "control", 2),
+    _answer("u3", ["a", "c"], "blend", 3),
+]
+
+
+@pytest.mark.parametrize("shape", ["old", "new"])
+def test_simulated_plays_and_engagement_by_arm(shape: str) -> None:
+    shown = OLD_SHAPE if shape == "old" else NEW_SHAPE
     holdout = _frame([("u1", "b", 0), ("u3", "a", 0), ("u3", "c", 0), ("u3", "z", 0)])
     plays = experiments.simulated_plays(experiments.events_frame(shown), holdout)
     assert sorted((p.user_id, p.item_id, p.context["arm"]) for p in plays) == [
@@ -187,16 +215,42 @@ def test_simulated_plays_and_engagement_by_arm() -> None:
     assert d_low <= diff <= d_high
 
 
+def test_answers_explode_into_the_rows_per_item_events_gave() -> None:
+    columns = ["user_id", "item_id", "type", "arm", "bundle", "surface", "position", "source"]
+    old = experiments.events_frame(OLD_SHAPE)[columns]
+    new = experiments.events_frame(NEW_SHAPE)
+    assert len(new) == 5
+    pd.testing.assert_frame_equal(new[columns], old, check_dtype=False)
+    assert new["request_id"].tolist() == ["r-u1-1", "r-u1-1", "r-u2-2", "r-u3-3", "r-u3-3"]
+    assert new.groupby("request_id")["event_id"].nunique().eq(1).all()  # one event each
+    holdout = _frame([("u1", "b", 0), ("u3", "a", 0), ("u3", "c", 0)])
+    tables = []
+    for shown in (OLD_SHAPE, NEW_SHAPE, [*OLD_SHAPE[:2], *NEW_SHAPE[1:]]):  # and a mixed log
+        frame = experiments.events_frame(shown)
+        plays = experiments.simulated_plays(frame, holdout)
+        tables.append(
+            experiments.engagement_by_arm(
+                experiments.events_frame([*shown, *plays]), surface="replay"
+            )
+        )
+    pd.testing.assert_frame_equal(tables[1], tables[0])
+    pd.testing.assert_frame_equal(tables[2], tables[0])
+
+
 def test_events_round_trip_through_an_event_log() -> None:
     from shared.storage.factory import open_event_log
 
     log = open_event_log("memory://")
     log.init_schema()
-    shown = [_impression("u1", "a", "control", 1), _impression("u2", "b", "blend", 2)]
+    shown = [_impression("u1", "a", "control", 1), _answer("u2", ["b", "c"], "blend", 2)]
     experiments.append_events(log, shown)
     log.append([("u3", b"not an event")])
     frame = experiments.read_events(log, group="analysis-test", idle_polls=1)
-    assert sorted(frame["user_id"]) == ["u1", "u2"]
+    assert sorted(zip(frame["user_id"], frame["item_id"], strict=True)) == [
+        ("u1", "a"),
+        ("u2", "b"),
+        ("u2", "c"),
+    ]
     assert set(frame["arm"]) == {"control", "blend"}
     log.close()
 

@@ -21,14 +21,14 @@ from nearline.metrics import NearlineMetrics
 from nearline.worker import Worker, WorkerConfig, parse
 from shared.bundle import ITEM_IDS, ITEM_VECTORS, Embeddings, write_embeddings
 from shared.errors import ConfigError
-from shared.events import Event, EventType
+from shared.events import Event, EventType, Shown
 from shared.fresh import FreshCandidates, fresh_candidates
 from shared.index import build_index
 from shared.registry import ModelRegistry
 from shared.storage.event_log import EventLog, LogRecord
 from shared.storage.factory import open_event_log, open_history, open_user_state
 from shared.storage.history import EventHistoryStore
-from shared.storage.user_state import UserState, UserStateStore
+from shared.storage.user_state import Session, UserState, UserStateStore
 
 TYPES = list(EventType)
 
@@ -129,6 +129,62 @@ def test_worker_applies_every_event_once_to_state_history_and_lake(stores: Store
     assert len(lake) == 600 and set(lake["event_id"]) == {e.event_id for e in events}
     raw = sum(len(pq_rows(p)) for p in stores.lake.glob("*.parquet"))
     assert raw == 600
+
+
+def test_worker_applies_impressions_of_both_shapes(stores: Stores) -> None:
+    """One event per answer (the list shown) beside an old per-item impression: each counts
+    one impression, neither seeds the recent items, the list's vectors pull the session as
+    their mean, and the history and lake keep the list."""
+    t0 = 1_700_000_000.0
+    play = Event(event_id="p1", user_id="u1", item_id="i3", type=EventType.PLAY, timestamp=t0)
+    context: dict[str, str | bool] = {"arm": "control", "bundle": "v1", "surface": "home"}
+    answer = Event(
+        event_id="a1",
+        user_id="u1",
+        item_id="i5",
+        type=EventType.IMPRESSION,
+        timestamp=t0 + 60,
+        context=context | {"request_id": "r1", "degraded": False},
+        shown=tuple(
+            Shown(item_id=item, position=p, source="precomputed:ease")
+            for p, item in enumerate(["i5", "i9", "i13"])
+        ),
+    )
+    old = Event(
+        event_id="o1",
+        user_id="u2",
+        item_id="i7",
+        type=EventType.IMPRESSION,
+        timestamp=t0,
+        context=context | {"position": 0, "source": "fresh"},
+    )
+    produce(stores.log, [play, answer, old])
+    stats = stores.worker().run(max_records=3)
+    assert (stats.applied, stats.dead_letters) == (3, 0)
+    states = stores.state.get_many(["u1", "u2"])
+    assert states["u1"].counters == {"play": 1, "impression": 1}  # one list shown
+    assert states["u2"].counters == {"impression": 1}
+    assert states["u1"].recent_items == ["i3"] and states["u2"].recent_items == []
+    rows = stores.embeddings.position()
+    vector = {i: stores.embeddings.vectors[rows[i]].astype(np.float64) for i in rows}
+    half_life, session = WorkerConfig().half_life_s, Session(np.zeros(8), 0.0, t0)
+    session.fold(t0, vector["i3"], half_life)
+    session.fold(t0 + 60, (vector["i5"] + vector["i9"] + vector["i13"]) / 3, half_life)
+    u1_session, u2_session = states["u1"].session_vector, states["u2"].session_vector
+    assert u1_session is not None and np.allclose(u1_session, session.mean, atol=1e-5)
+    assert u2_session is not None and np.allclose(u2_session, vector["i7"], atol=1e-6)
+    assert stores.history.for_user("u1") == [answer, play]
+    lake = read_lake(stores.lake).set_index("event_id")
+    assert lake.loc["a1", "item_id"] == "i5" and lake.loc["a1", "type"] == "impression"
+    assert orjson.loads(lake.loc["a1", "context"]) == {
+        **answer.context,
+        "shown": [
+            {"item_id": "i5", "position": 0, "source": "precomputed:ease"},
+            {"item_id": "i9", "position": 1, "source": "precomputed:ease"},
+            {"item_id": "i13", "position": 2, "source": "precomputed:ease"},
+        ],
+    }
+    assert orjson.loads(lake.loc["o1", "context"]) == old.context
 
 
 def pq_rows(path: Path) -> list[object]:

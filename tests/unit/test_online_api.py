@@ -4,24 +4,31 @@ health, degradation and bundle swaps (no services, no Spark)."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
-import orjson
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from nearline.api import router as events_router
 from online.app import create_app
+from online.impressions import ImpressionLogger, encode_impression
+from online.metrics import OnlineMetrics
+from online.recommend import Answer, Recommended
 from online.schemas import RecommendationsResponse
 from online.settings import OnlineSettings
+from online.stores import StoreSlot
+from shared.events import Event, EventType, Shown
 from shared.registry import ModelRegistry
 from shared.settings import Settings
+from shared.storage.event_log import EventLog
 from shared.storage.factory import open_candidates, open_event_log, open_user_state
 from shared.storage.user_state import StateEvent, UserState, UserStateStore
 from tests.unit.test_online_helpers import candidate_rows, make_bundle, publish_candidates
@@ -186,16 +193,184 @@ def test_health_ready_metrics_openapi(client: TestClient) -> None:
     } <= set(paths)
 
 
-def test_impressions_carry_the_arm(client: TestClient, stores: tuple[Any, Any, Any]) -> None:
-    _, _, log = stores
-    consumer = log.consumer("impressions-test")
-    client.get("/v1/users/u3/recommendations", params={"k": 3})
+def logged_events(log: EventLog, group: str, until: Callable[[list[Event]], bool]) -> list[Event]:
+    """Every event on the log, read by a fresh group until ``until`` holds (or 5 s), then
+    one more idle poll: a second event for the same answer would be there by then."""
+    consumer = log.consumer(group)
+    events: list[Event] = []
     deadline = time.monotonic() + 5
-    contexts: list[dict[str, Any]] = []
-    while time.monotonic() < deadline and not any(c.get("arm") for c in contexts):
-        contexts += [orjson.loads(r.value)["context"] for r in consumer.poll(100, 1.0)]
-    consumer.close()
-    assert any(c.get("arm") == "control" and c.get("bundle") for c in contexts)
+    try:
+        while time.monotonic() < deadline and not until(events):
+            events += [Event.from_json(r.value) for r in consumer.poll(100, 0.5)]
+        events += [Event.from_json(r.value) for r in consumer.poll(100, 0.3)]
+    finally:
+        consumer.close()
+    return events
+
+
+def test_one_impression_event_per_answer_with_the_list_shown(
+    client: TestClient, stores: tuple[Any, Any, Any], version: str
+) -> None:
+    _, _, log = stores
+    body = client.get(
+        "/v1/users/u3/recommendations", params={"k": 7, "surface": "impressions_test"}
+    ).json()
+    rid = body["request_id"]
+
+    def of_answer(events: list[Event]) -> list[Event]:
+        return [e for e in events if e.context.get("request_id") == rid]
+
+    found = of_answer(logged_events(log, "impressions-test", lambda got: bool(of_answer(got))))
+    assert len(found) == 1  # one event for the answer, not one per item
+    event = found[0]
+    assert event.type is EventType.IMPRESSION and event.user_id == "u3"
+    assert event.shown is not None
+    assert [(s.item_id, s.position, s.source) for s in event.shown] == [
+        (item["item_id"], position, item["sources"][0])
+        for position, item in enumerate(body["items"])
+    ]
+    assert len(event.shown) == 7 and event.item_id == body["items"][0]["item_id"]
+    assert event.context == {
+        "arm": "control",
+        "bundle": version,
+        "surface": "impressions_test",
+        "request_id": rid,
+        "degraded": False,
+    }
+
+
+def answer_of(user: str, k: int, **fields: Any) -> Answer:
+    items = [
+        Recommended(f"i{j}", 1.0 - j / 100, ["precomputed:ease+als", "fresh"], f"because {j}")
+        for j in range(k)
+    ]
+    values: dict[str, Any] = {
+        "user_id": user,
+        "items": items,
+        "bundle": "v7",
+        "arm": "blend",
+        "degraded": True,
+        "failures": {"user_state": "timeout"},
+        "timings_ms": {"total": 3.0},
+        "surface": "home",
+    }
+    return Answer(**(values | fields))
+
+
+def test_encoded_impression_is_exactly_the_events_own_json() -> None:
+    """The API writes the event's JSON without building the model; it must be what the
+    model validates, and byte for byte what the model itself would write."""
+    answer = answer_of("u9", 10)
+    raw = encode_impression(answer)
+    event = Event.from_json(raw)  # valid
+    model = Event(
+        event_id=event.event_id,
+        timestamp=event.timestamp,
+        user_id="u9",
+        item_id="i0",
+        type=EventType.IMPRESSION,
+        context={
+            "arm": "blend",
+            "bundle": "v7",
+            "surface": "home",
+            "request_id": answer.request_id,
+            "degraded": True,
+        },
+        shown=tuple(
+            Shown(item_id=f"i{j}", position=j, source="precomputed:ease+als") for j in range(10)
+        ),
+    )
+    assert model.to_json() == raw
+    assert abs(event.timestamp - time.time()) < 5
+
+
+def logger_on(log: EventLog, **options: Any) -> tuple[ImpressionLogger, OnlineMetrics]:
+    executor = ThreadPoolExecutor(1)
+    slot: StoreSlot[EventLog] = StoreSlot("event_log", lambda: log, executor, 1.0)
+    assert slot.try_open()
+    executor.shutdown()
+    metrics = OnlineMetrics()
+    return ImpressionLogger(slot, metrics, **options), metrics
+
+
+def dropped(metrics: OnlineMetrics) -> float:
+    value = metrics.registry.get_sample_value("recsys_online_impressions_dropped_total")
+    return value or 0.0
+
+
+def test_close_delivers_every_queued_impression() -> None:
+    log = open_event_log("memory://")
+    log.init_schema()
+    # The sender lingers a minute after the first event: only close() can send these.
+    logger, metrics = logger_on(log, linger_s=60.0)
+    answers = [answer_of(f"u{n}", 1 + n % 5) for n in range(50)]
+    for answer in answers:
+        logger.log(answer)
+    time.sleep(0.1)
+    assert logger.pending == 50
+    started = time.monotonic()
+    logger.close()
+    assert time.monotonic() - started < 5  # close cut the linger short
+    assert logger.pending == 0 and dropped(metrics) == 0
+    events = logged_events(log, "close-test", lambda got: len(got) >= 50)
+    assert sorted(e.context["request_id"] for e in events) == sorted(a.request_id for a in answers)
+    assert all(e.shown is not None and len(e.shown) == 1 + int(e.user_id[1:]) % 5 for e in events)
+    logger.log(answers[0])  # closed: dropped and counted, not queued
+    assert logger.pending == 0 and dropped(metrics) == 1
+    log.close()
+
+
+def test_a_full_backlog_drops_and_counts_without_blocking() -> None:
+    log = open_event_log("memory://")
+    log.init_schema()
+    logger, metrics = logger_on(log, max_pending=5, linger_s=60.0)
+    answer = answer_of("u1", 10)
+    started = time.perf_counter()
+    for _ in range(20):
+        logger.log(answer)
+    assert time.perf_counter() - started < 0.5
+    assert logger.pending == 5 and dropped(metrics) == 15  # events, not items
+    logger.close()
+    assert len(logged_events(log, "backlog-test", lambda got: len(got) >= 5)) == 5
+    log.close()
+
+
+def test_a_stuck_log_never_blocks_the_request_path(tmp_path: Path) -> None:
+    """Another process holds the log database's write lock: the sender waits on it,
+    requests do not, and once it is released close() delivers what was kept."""
+    log = open_event_log(f"sqlite:///{tmp_path}/log.db")
+    log.init_schema()
+    holder = sqlite3.connect(tmp_path / "log.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    logger, metrics = logger_on(log, max_pending=3, linger_s=0.0)
+    answer = answer_of("u1", 10)
+    logger.log(answer)
+    deadline = time.monotonic() + 5
+    while logger.pending and time.monotonic() < deadline:
+        time.sleep(0.01)  # until the sender took it: it is now waiting for the lock
+    time.sleep(0.1)
+    started = time.perf_counter()
+    for _ in range(5):
+        logger.log(answer)
+    assert time.perf_counter() - started < 0.1
+    assert logger.pending == 3 and dropped(metrics) == 2
+    holder.execute("ROLLBACK")
+    holder.close()
+    logger.close()
+    assert dropped(metrics) == 2
+    assert len(logged_events(log, "stuck-test", lambda got: len(got) >= 4)) == 4
+    log.close()
+
+
+def test_undelivered_impressions_are_counted() -> None:
+    log = open_event_log("memory://")
+    log.init_schema()
+    logger, metrics = logger_on(log, linger_s=60.0)
+    for n in range(3):
+        logger.log(answer_of(f"u{n}", 4))
+    log.close()  # gone before the sender got to it: publish reports each event
+    logger.close()
+    assert dropped(metrics) == 3 and logger.pending == 0
 
 
 class SlowState(UserStateStore):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 import zlib
 from collections.abc import Callable, Mapping, Sequence
@@ -9,6 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from shared.storage.event_log import (
     DEFAULT_PARTITIONS,
     DEFAULT_TOPIC,
+    DeliveryErrback,
     EventLog,
     LogConsumer,
     LogRecord,
@@ -79,6 +81,23 @@ class SqliteEventLog(SqliteStore, EventLog):
                     "INSERT INTO records VALUES (?, ?, ?, ?, ?, ?)",
                     (topic, partition, offset, key, value, now_ms),
                 )
+
+    def publish(
+        self,
+        records: Sequence[tuple[str, bytes]],
+        topic: str | None = None,
+        on_error: DeliveryErrback | None = None,
+    ) -> None:
+        """Appended at once: a local write has no round trip worth batching."""
+        try:
+            self.append(records, topic)
+        except sqlite3.Error as err:  # e.g. the store was closed, the disk is full
+            if on_error is not None:
+                for _ in records:
+                    on_error(err)
+
+    def flush(self, timeout_s: float = 10.0) -> None:
+        """Nothing to wait for: ``publish`` wrote synchronously."""
 
     def consumer(
         self,
