@@ -1,11 +1,14 @@
-"""Pure candidate logic of the request path: merge with quotas, dedupe, drop, select, explain.
+"""Pure candidate logic of the request path, item by item: merge with quotas, dedupe, drop,
+select, explain.
 
-No I/O and no model here: lists in, lists out, so every rule is unit-tested on its own.
+No I/O and no model here: lists in, lists out, so every rule is unit-tested on its own. The
+served path runs the same rules on arrays (:mod:`online.arrays`); this module states them
+plainly and is their reference: a test replays random user states through both.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -157,10 +160,15 @@ def select(
 
 def reason(entry: Pooled, title_of: Callable[[str], str], cold: bool) -> str:
     """One line saying why the item is there, from its most telling source."""
-    kinds = entry.kinds
+    return explain(entry.kinds, title_of(entry.because) if entry.because else None, cold)
+
+
+def explain(kinds: Collection[str], because: str | None, cold: bool) -> str:
+    """The wording of :func:`reason`: ``because`` is the title of the recent item that
+    brought a fresh candidate (None for a neighbour of the session vector)."""
     if FRESH in kinds:
-        if entry.because:
-            return f"because you watched {title_of(entry.because)}"
+        if because is not None:
+            return f"because you watched {because}"
         return "close to what you watched this session"
     if PRECOMPUTED in kinds:
         return "picked for your taste"

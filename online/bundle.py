@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from online.arrays import CatalogueArrays
 from shared import bundle as layout
 from shared.fresh import FreshCandidates
 from shared.index import ItemIndex
@@ -59,6 +60,15 @@ class ServingBundle:
             i: item.genres[0] for i, item in self.items.items() if item.genres
         }
         self._popularity: dict[str, int] = {i: it.n_interactions for i, it in self.items.items()}
+        # Dense indices and per-item arrays of the request path (see online.arrays).
+        self.catalogue = CatalogueArrays.build(
+            self.fresh.embeddings.ids,
+            titles={i: item.title for i, item in self.items.items()},
+            popularity=self._popularity,
+            first_genre=self.first_genre,
+            popular=self.popular,
+            trending=self.trending,
+        )
 
     def popularity_of(self, items: list[str]) -> npt.NDArray[np.int64]:
         get = self._popularity.get

@@ -18,22 +18,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from online import blend
+from online import arrays, blend
+from online.arrays import Fresh, PackedCandidates, Pool
 from online.bundle import ServingBundle
 from online.experiments import ARMS, Arm, assign
 from online.holder import BundleHolder
 from online.metrics import OnlineMetrics
 from online.settings import OnlineSettings
 from online.stores import CandidateCache, StageFailed, StoreSlot
-from shared.fresh import FreshCandidate
 from shared.online_features import history_length, unproposed_features
 from shared.storage.candidates import Candidates, CandidateStore
 from shared.storage.user_state import UserState, UserStateStore
@@ -66,14 +66,41 @@ class Answer:
     timings_ms: dict[str, float]
     surface: str = "home"
     recent: list[str] = field(default_factory=list)  # the user's recent items, as read
+    # Names this answer in its impression event and to the client, which may send it back
+    # with the events the list led to (a click's context), so outcomes join to what was shown.
+    request_id: str = field(default_factory=lambda: secrets.token_hex(8))
+
+
+class CachedCandidates:
+    """A user's precomputed candidates as read (None: the store has none for the user),
+    packed once for each bundle that serves them (usually one)."""
+
+    __slots__ = ("_packed", "raw")
+
+    def __init__(self, raw: Candidates | None) -> None:
+        self.raw = raw
+        self._packed: dict[str, PackedCandidates] = {}
+
+    def packed(self, bundle: ServingBundle) -> PackedCandidates | None:
+        if self.raw is None:
+            return None
+        found = self._packed.get(bundle.version)
+        if found is None:
+            found = PackedCandidates.pack(bundle.version, self.raw, bundle.catalogue)
+            self._packed[bundle.version] = found
+        return found
 
 
 @dataclass
 class _Gathered:
     state: UserState | None = None
-    candidates: Candidates | None = None
+    cached: CachedCandidates | None = None
     failures: dict[str, str] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def candidates(self) -> Candidates | None:
+        return self.cached.raw if self.cached is not None else None
 
 
 class Recommender:
@@ -92,7 +119,9 @@ class Recommender:
         self.user_state = user_state
         self.candidates = candidates
         self.metrics = metrics
-        self.cache = CandidateCache(settings.candidates_cache_ttl_s, settings.candidates_cache_size)
+        self.cache: CandidateCache[CachedCandidates] = CandidateCache(
+            settings.candidates_cache_ttl_s, settings.candidates_cache_size
+        )
         self._arms: dict[str, Arm] = {}  # the settings are fixed for the process's life
         self.quotas = blend.Quotas(
             precomputed=settings.precomputed_quota,
@@ -147,8 +176,12 @@ class Recommender:
         self.metrics.child(self.metrics.request_seconds, arm.name).observe(total)
         for stage, reason in got.failures.items():
             self.metrics.fallbacks.labels(stage, _reason_kind(reason)).inc()
+        served: dict[str, int] = {}
         for item in items:
-            self.metrics.child(self.metrics.served, item.sources[0].partition(":")[0]).inc()
+            source = item.sources[0].partition(":")[0]
+            served[source] = served.get(source, 0) + 1
+        for source, count in served.items():
+            self.metrics.child(self.metrics.served, source).inc(count)
         return Answer(
             user_id=user_id,
             items=items,
@@ -171,12 +204,17 @@ class Recommender:
             if store is not None and store.reads_async
             else self.user_state.call(lambda s: s.get(user_id), timeout)
         )
-        state, cands = await asyncio.gather(
+        version = self.holder.candidate_versions.get(bundle.version)
+        hit, cached = self.cache.get(version, user_id) if version is not None else (False, None)
+        if hit:  # the usual case: only the user state to wait for, no task to gather
+            got.timings["candidates"] = 0.0
+            got.cached = cached
+            got.state = await self._timed(got, "user_state", read_state)
+            return got
+        got.state, got.cached = await asyncio.gather(
             self._timed(got, "user_state", read_state),
-            self._timed(got, "candidates", self._read_candidates(bundle, user_id, timeout)),
+            self._timed(got, "candidates", self._read_candidates(user_id, version, timeout)),
         )
-        got.state = state
-        got.candidates = cands
         return got
 
     async def _timed(self, got: _Gathered, stage: str, work: Any) -> Any:
@@ -192,85 +230,80 @@ class Recommender:
             self.metrics.child(self.metrics.stage_seconds, stage).observe(seconds)
 
     async def _read_candidates(
-        self, bundle: ServingBundle, user_id: str, timeout: float
-    ) -> Candidates | None:
-        version = self.holder.candidate_versions.get(bundle.version)
-        if version is not None:
-            hit, value = self.cache.get(version, user_id)
-            if hit:
-                return value
+        self, user_id: str, version: str | None, timeout: float
+    ) -> CachedCandidates:
         value = await self.candidates.call(lambda s: s.get(user_id, version), timeout)
+        cached = CachedCandidates(value)
         if version is not None:
-            self.cache.put(version, user_id, value)
-        return value
+            self.cache.put(version, user_id, cached)
+        return cached
 
     def _compute(
         self, bundle: ServingBundle, arm: Arm, got: _Gathered, k: int, exclude: set[str]
     ) -> list[Recommended]:
+        """Candidates to answer, on arrays (see :mod:`online.arrays`; the rules are those
+        of :mod:`online.blend`, item by item)."""
         t = time.perf_counter()
-        state, cands = got.state, got.candidates
+        catalogue = bundle.catalogue
+        state, raw = got.state, got.candidates
+        packed = got.cached.packed(bundle) if got.cached is not None else None
         recent = state.recent_items if state is not None else []
-        fresh = self._fresh(bundle, state) if state is not None else []
+        fresh = self._fresh(bundle, state) if state is not None else Fresh.empty()
         t = self._lap(got, "fresh", t)
-        cold = not recent and cands is None and not got.failures  # known to be new
-        need_popular = cands is None or not cands.items
-        pool = blend.merge(
-            precomputed=(cands.items, cands.scores, cands.sources) if cands else None,
+        cold = not recent and raw is None and not got.failures  # known to be new
+        need_popular = raw is None or not raw.items
+        pool = arrays.merge(
+            packed=packed,
             fresh=fresh,
-            trending=bundle.trending,
-            popular=bundle.popular if need_popular else [],
-            drop=set(recent) | exclude,
+            trending=catalogue.trending,
+            popular=catalogue.popular if need_popular else catalogue.popular[:0],
+            drop=_drop_mask(catalogue, packed, recent, exclude),
             quotas=self.quotas,
         )
         t = self._lap(got, "merge", t)
-        per_source = Counter(entry.sources[0].partition(":")[0] for entry in pool)
-        for source, count in per_source.items():
+        for source, count in arrays.source_counts(pool.first).items():
             self.metrics.child(self.metrics.candidates, source).inc(count)
-        if not pool:
+        if not len(pool):
             return []
-        if arm.rerank and bundle.ranker is not None:
-            features = ranking_features(bundle, pool, cands, recent)
+        reranked = arm.rerank and bundle.ranker is not None
+        if reranked:
+            features = pool_features(bundle, pool, packed, recent)
             t = self._lap(got, "features", t)
+            assert bundle.ranker is not None
             scores = bundle.ranker.score(features)
             t = self._lap(got, "rank", t)
         else:
-            scores = blend.stored_order_scores(pool)
-        chosen = blend.select(
-            pool,
-            scores,
-            k,
-            genre_of=bundle.first_genre.get,
-            genre_cap=self.settings.genre_cap,
-        )
-        out = [self._item(bundle, pool[i], float(scores[i]), arm, cold) for i in chosen]
+            scores = arrays.stored_order_scores(pool)
+        genre = catalogue.genre[np.minimum(pool.index, catalogue.size)]
+        chosen = arrays.select(pool, scores, k, genre=genre, genre_cap=self.settings.genre_cap)
+        shown = scores if reranked else pool.score
+        out = [
+            _recommended(catalogue, packed, pool, i, score=float(shown[i]), cold=cold)
+            for i in chosen.tolist()
+        ]
         self._lap(got, "select", t)
         return out
 
-    def _fresh(self, bundle: ServingBundle, state: UserState) -> list[FreshCandidate]:
-        if self.quotas.fresh <= 0:  # fresh candidates switched off (FAISS takes no k=0)
-            return []
-        fresh = bundle.fresh(state, self.quotas.fresh)
+    def _fresh(self, bundle: ServingBundle, state: UserState) -> Fresh:
+        """Neighbours of the recent items with a vector (or else of the session vector)."""
+        quota = self.quotas.fresh
+        if quota <= 0:  # fresh candidates switched off (FAISS takes no k=0)
+            return Fresh.empty()
+        catalogue = bundle.catalogue
+        get, embedded = catalogue.index.get, catalogue.embedded
+        known = [i for i in map(get, dict.fromkeys(state.recent_items)) if i is not None]
+        rows = np.asarray([i for i in known if i < embedded], dtype=np.int64)
+        n_seen = len(set(state.recent_items))
+        found, scores, seed_of = bundle.fresh.search(rows, rows, quota, n_seen)
+        if len(found):
+            return Fresh(found, scores, rows[seed_of])
         vector = state.session_vector
-        if fresh or vector is None or vector.shape != (bundle.index.dim,):
-            return fresh
-        ids, scores = bundle.index.search(vector[None, :], self.quotas.fresh)
-        items = bundle.fresh.embeddings.ids
-        return [
-            FreshCandidate(items[r], float(s), "")
-            for r, s in zip(ids[0].tolist(), scores[0].tolist(), strict=True)
-            if r >= 0
-        ]
-
-    def _item(
-        self, bundle: ServingBundle, entry: blend.Pooled, score: float, arm: Arm, cold: bool
-    ) -> Recommended:
-        def title(item: str) -> str:
-            found = bundle.items.get(item)
-            return found.title if found else item
-
-        shown = score if arm.rerank and bundle.ranker is not None else entry.source_score
-        why = blend.reason(entry, title, cold)
-        return Recommended(entry.item_id, round(float(shown), 6), list(entry.sources), why)
+        if vector is None or vector.shape != (bundle.index.dim,):
+            return Fresh.empty()
+        ids, values = bundle.index.search(vector[None, :], quota)
+        keep = ids[0] >= 0
+        index = ids[0][keep]
+        return Fresh(index, values[0][keep].astype(np.float64), np.full(len(index), -1))
 
     def _popular_only(
         self, bundle: ServingBundle, got: _Gathered, k: int, exclude: set[str]
@@ -278,8 +311,8 @@ class Recommender:
         recent = set(got.state.recent_items) if got.state else set()
         items = [i for i in bundle.popular if i not in exclude and i not in recent][:k]
         cold = got.state is None and got.candidates is None and "user_state" not in got.failures
-        entry = blend.Pooled("", [blend.POPULAR])
-        return [Recommended(i, 0.0, [blend.POPULAR], blend.reason(entry, str, cold)) for i in items]
+        why = blend.explain([blend.POPULAR], None, cold)
+        return [Recommended(i, 0.0, [blend.POPULAR], why) for i in items]
 
     def _lap(self, got: _Gathered, stage: str, since: float) -> float:
         now = time.perf_counter()
@@ -288,41 +321,85 @@ class Recommender:
         return now
 
 
-def ranking_features(
-    bundle: ServingBundle,
-    pool: list[blend.Pooled],
-    cands: Candidates | None,
+def _drop_mask(
+    catalogue: arrays.CatalogueArrays,
+    packed: PackedCandidates | None,
     recent: list[str],
+    exclude: set[str],
+) -> npt.NDArray[np.bool_]:
+    """Seen and excluded items, as a mask over the catalogue and the user's extra items."""
+    extras = packed.extras if packed is not None else ()
+    drop = np.zeros(catalogue.size + len(extras), dtype=bool)
+    get = catalogue.index.get
+    unknown: list[str] = []
+    for item in (*recent, *exclude):
+        i = get(item)
+        if i is not None:
+            drop[i] = True
+        elif extras:
+            unknown.append(item)
+    for item in unknown:  # only when the candidates name items this bundle does not know
+        if item in extras:
+            drop[catalogue.size + extras.index(item)] = True
+    return drop
+
+
+def pool_features(
+    bundle: ServingBundle, pool: Pool, packed: PackedCandidates | None, recent: list[str]
 ) -> npt.NDArray[np.float32]:
     """``[len(pool), features]`` ranker inputs: a precomputed candidate's stored row as the
-    offline job computed it, every other candidate's from the one shared fallback path."""
+    offline job computed it, every other candidate's from the one shared fallback path
+    (:func:`shared.online_features.unproposed_features`)."""
     if bundle.ranker is None:
         raise ValueError(f"bundle {bundle.version} has no ranker")
     spec = bundle.ranker.spec
-    stored = _stored_features(cands, len(spec.names))
+    stored = _stored_features(packed, len(spec.names))
     history = history_length(spec, stored, recent)
     features = np.empty((len(pool), len(spec.names)), dtype=np.float32)
-    others = list(range(len(pool)))
+    others = np.ones(len(pool), dtype=bool)
     if stored is not None:
-        at = [(i, e.stored_row) for i, e in enumerate(pool) if e.stored_row is not None]
-        if at:
-            rows, stored_rows = zip(*at, strict=True)
-            features[list(rows)] = stored[list(stored_rows)]
-            others = [i for i, e in enumerate(pool) if e.stored_row is None]
-    if others:  # computed only for the candidates without a stored row
-        popularity = bundle.popularity_of([pool[i].item_id for i in others])
+        at = pool.stored_row >= 0
+        features[at] = stored[pool.stored_row[at]]
+        others = ~at
+    if others.any():  # computed only for the candidates without a stored row
+        catalogue = bundle.catalogue
+        popularity = catalogue.popularity[np.minimum(pool.index[others], catalogue.size)]
         features[others] = unproposed_features(spec, popularity, history)
     return features
 
 
-def _stored_features(cands: Candidates | None, width: int) -> npt.NDArray[np.float32] | None:
+def _stored_features(packed: PackedCandidates | None, width: int) -> npt.NDArray[np.float32] | None:
     """The stored feature rows, when present and laid out for this ranker."""
-    if cands is None or cands.features is None:
+    if packed is None or packed.features is None:
         return None
-    array = np.asarray(cands.features, dtype=np.float32)
-    if array.shape != (len(cands.items), width):  # written for another ranker layout
+    array = np.asarray(packed.features, dtype=np.float32)
+    if array.shape != (len(packed.index), width):  # written for another ranker layout
         return None
     return array
+
+
+def _recommended(
+    catalogue: arrays.CatalogueArrays,
+    packed: PackedCandidates | None,
+    pool: Pool,
+    i: int,
+    *,
+    score: float,
+    cold: bool,
+) -> Recommended:
+    """The one Python object per item returned: id, score, sources and reason."""
+    bits = int(pool.bits[i])
+    sources = [
+        packed.labels[pool.label[i]] if code == arrays.PRE and packed is not None else name
+        for code, name in enumerate(arrays.SOURCE_ORDER)
+        if bits >> code & 1
+    ]
+    because = int(pool.because[i])
+    kinds = [name for code, name in enumerate(arrays.SOURCE_ORDER) if bits >> code & 1]
+    why = blend.explain(kinds, catalogue.titles[because] if because >= 0 else None, cold)
+    index = int(pool.index[i])
+    item = catalogue.ids[index] if index < catalogue.size else packed.item_id(index, catalogue)  # type: ignore[union-attr]
+    return Recommended(item, round(score, 6), sources, why)
 
 
 def _reason_kind(reason: str) -> str:

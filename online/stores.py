@@ -20,11 +20,12 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Generic, TypeVar
 
 from shared.storage.base import Store
-from shared.storage.candidates import Candidates, CandidateStore
+from shared.storage.candidates import CandidateStore
 
 log = logging.getLogger(__name__)
 S = TypeVar("S", bound=Store)
 R = TypeVar("R")
+V = TypeVar("V")
 
 
 class StageFailed(Exception):
@@ -154,16 +155,17 @@ class StoreSlot(Generic[S]):
             self.store = None
 
 
-class CandidateCache:
-    """Per-user precomputed candidates for ``ttl_s`` seconds, keyed by candidate version
-    (a new bundle's candidates are never answered from the old one's entries); LRU-bounded."""
+class CandidateCache(Generic[V]):
+    """Per-user precomputed candidates (as the request path keeps them) for ``ttl_s``
+    seconds, keyed by candidate version (a new bundle's candidates are never answered from
+    the old one's entries); LRU-bounded."""
 
     def __init__(self, ttl_s: float, size: int) -> None:
         self.ttl_s = ttl_s
         self.size = size
-        self._entries: OrderedDict[tuple[str, str], tuple[float, Candidates | None]] = OrderedDict()
+        self._entries: OrderedDict[tuple[str, str], tuple[float, V]] = OrderedDict()
 
-    def get(self, version: str, user_id: str) -> tuple[bool, Candidates | None]:
+    def get(self, version: str, user_id: str) -> tuple[bool, V | None]:
         key = (version, user_id)
         hit = self._entries.get(key)
         if hit is None or hit[0] < time.monotonic():
@@ -171,7 +173,7 @@ class CandidateCache:
         self._entries.move_to_end(key)
         return True, hit[1]
 
-    def put(self, version: str, user_id: str, value: Candidates | None) -> None:
+    def put(self, version: str, user_id: str, value: V) -> None:
         if self.size == 0 or self.ttl_s == 0:
             return
         self._entries[(version, user_id)] = (time.monotonic() + self.ttl_s, value)

@@ -20,6 +20,10 @@ import numpy.typing as npt
 from shared.bundle import Embeddings
 from shared.storage.user_state import UserState
 
+IntArray = npt.NDArray[np.int64]
+_NO_ROWS: IntArray = np.empty(0, dtype=np.int64)
+_NO_SCORES: npt.NDArray[np.float64] = np.empty(0, dtype=np.float64)
+
 
 class VectorIndex(Protocol):
     """What ``shared.index.ItemIndex`` offers: rows of the embedding matrix, best first."""
@@ -51,6 +55,7 @@ class FreshCandidates:
         self.seeds = seeds
         self.recency_discount = recency_discount
         self._rows: Mapping[str, int] = embeddings.position()
+        self._discounts = recency_discount ** np.arange(max(seeds, 1), dtype=np.float64)
 
     def __call__(self, state: UserState, k: int = 50) -> list[FreshCandidate]:
         """Up to ``k`` items, best first; items in the recent list are never returned."""
@@ -60,22 +65,41 @@ class FreshCandidates:
                 seeds.append(item)
                 if len(seeds) == self.seeds:
                     break
-        if not seeds or k <= 0:
-            return []
-        seen = set(state.recent_items)
         rows = np.fromiter((self._rows[s] for s in seeds), dtype=np.int64, count=len(seeds))
-        ids, scores = self.index.search(self.embeddings.vectors[rows], k + len(seen))
+        seen = np.fromiter(
+            (self._rows[i] for i in set(state.recent_items) if i in self._rows), dtype=np.int64
+        )
+        found, values, seed_of = self.search(rows, seen, k, len(set(state.recent_items)))
+        names = self.embeddings.ids
+        return [
+            FreshCandidate(names[row], value, seeds[seed])
+            for row, value, seed in zip(
+                found.tolist(), values.tolist(), seed_of.tolist(), strict=True
+            )
+        ]
+
+    def search(
+        self, seeds: IntArray, seen: IntArray, k: int, n_seen: int | None = None
+    ) -> tuple[IntArray, npt.NDArray[np.float64], IntArray]:
+        """The array form: ``seeds`` are embedding rows, most recent first and distinct (at
+        most ``self.seeds`` are used), ``seen`` the rows never to return; ``n_seen`` how many
+        distinct recent items the user has (known or not: the search asks for ``k`` more
+        than that). Returns rows, scores and each row's seed position, best first."""
+        seeds = seeds[: self.seeds]
+        if not len(seeds) or k <= 0:
+            return _NO_ROWS, _NO_SCORES, _NO_ROWS
+        extra = len(seen) if n_seen is None else n_seen
+        ids, scores = self.index.search(self.embeddings.vectors[seeds], k + extra)
         # In numpy rather than a loop over seeds x neighbours (the request path's hot spot):
         # each item keeps its best discounted score, a tie going to the more recent seed;
         # then best score first, ties by row.
-        values = scores.astype(np.float64) * self.recency_discount ** np.arange(len(seeds))[:, None]
+        values = scores.astype(np.float64) * self._discounts[: len(seeds), None]
         seed_of = np.repeat(np.arange(len(seeds)), ids.shape[1])
         ids, values = ids.ravel(), values.ravel()
         keep = ids >= 0
-        seen_rows = [self._rows[i] for i in seen if i in self._rows]
-        if seen_rows:  # a mask over the catalogue: cheaper than np.isin for short lists
+        if len(seen):  # a mask over the catalogue: cheaper than np.isin for short lists
             seen_mask = np.zeros(len(self.embeddings.ids), dtype=bool)
-            seen_mask[seen_rows] = True
+            seen_mask[seen] = True
             keep &= ~seen_mask[np.where(keep, ids, 0)]
         ids, values, seed_of = ids[keep], values[keep], seed_of[keep]
         order = np.lexsort((seed_of, -values, ids))  # per item: best value, then first seed
@@ -84,13 +108,7 @@ class FreshCandidates:
         first[1:] = ids[1:] != ids[:-1]
         ids, values, seed_of = ids[first], values[first], seed_of[first]
         top = np.lexsort((ids, -values))[:k]
-        names = self.embeddings.ids
-        return [
-            FreshCandidate(names[row], value, seeds[seed])
-            for row, value, seed in zip(
-                ids[top].tolist(), values[top].tolist(), seed_of[top].tolist(), strict=True
-            )
-        ]
+        return ids[top], values[top], seed_of[top]
 
 
 def fresh_candidates(

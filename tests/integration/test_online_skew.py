@@ -15,9 +15,10 @@ from pyspark.sql import SparkSession
 from offline.job import JobResult, JobSpec, ModelParams, run_offline
 from offline.pipeline import FrameSource
 from offline.spark import spark_session
-from online import blend
+from online import arrays, blend
+from online.arrays import Fresh, PackedCandidates, Pool
 from online.bundle import ServingBundle, load_serving_bundle
-from online.recommend import ranking_features
+from online.recommend import pool_features
 from shared.bundle import user_embeddings
 from shared.data.synthetic import generate
 from shared.online_features import unproposed_features
@@ -64,21 +65,29 @@ def served(job: tuple[Settings, JobResult]) -> tuple[ServingBundle, list[Candida
     return bundle, with_features
 
 
+def _pool(
+    bundle: ServingBundle, packed: PackedCandidates, quotas: blend.Quotas, popular: list[str]
+) -> Pool:
+    catalogue = bundle.catalogue
+    return arrays.merge(
+        packed=packed,
+        fresh=Fresh.empty(),
+        trending=catalogue.trending[:0],
+        popular=catalogue.indices(popular),
+        drop=np.zeros(catalogue.size + len(packed.extras), dtype=bool),
+        quotas=quotas,
+    )
+
+
 def test_precomputed_candidates_rank_on_the_offline_features(
     served: tuple[ServingBundle, list[Candidates]],
 ) -> None:
     bundle, rows = served
     assert bundle.ranker is not None
     for cands in rows[:50]:
-        pool = blend.merge(
-            precomputed=(cands.items, cands.scores, cands.sources),
-            fresh=[],
-            trending=[],
-            popular=[],
-            drop=set(),
-            quotas=blend.Quotas(precomputed=len(cands.items)),
-        )
-        online = ranking_features(bundle, pool, cands, recent=["whatever"])
+        packed = PackedCandidates.pack(bundle.version, cands, bundle.catalogue)
+        pool = _pool(bundle, packed, blend.Quotas(precomputed=len(cands.items)), popular=[])
+        online = pool_features(bundle, pool, packed, recent=["whatever"])
         assert cands.features is not None
         np.testing.assert_array_equal(online, cands.features)
         rescored = bundle.ranker.score(online)
@@ -95,19 +104,14 @@ def test_fallback_features_share_the_offline_signals(
     pop, hist = names.index("item_log_pop"), names.index("user_log_history")
     for cands in rows[:50]:
         assert cands.features is not None
-        pool = blend.merge(
-            precomputed=(cands.items, cands.scores, cands.sources),
-            fresh=[],
-            trending=[],
-            popular=["never-there"],
-            drop=set(),
-            quotas=blend.Quotas(),
-        )
+        packed = PackedCandidates.pack(bundle.version, cands, bundle.catalogue)
+        other = next(i for i in bundle.popular if i not in set(cands.items))
+        pool = _pool(bundle, packed, blend.Quotas(precomputed=len(cands.items)), popular=[other])
         history = round(float(np.expm1(np.float64(cands.features[0, hist]))))
         fallback = unproposed_features(spec, bundle.popularity_of(cands.items), history)
         # item popularity from the catalogue == the popularity the offline job used
         np.testing.assert_allclose(fallback[:, pop], cands.features[:, pop], rtol=1e-6)
         np.testing.assert_allclose(fallback[:, hist], cands.features[:, hist], rtol=1e-6)
         # a fresh item for this user gets the same history as its precomputed ones
-        mixed = ranking_features(bundle, pool, cands, recent=[])
+        mixed = pool_features(bundle, pool, packed, recent=[])
         assert mixed[-1, hist] == pytest.approx(cands.features[0, hist])
