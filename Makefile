@@ -9,8 +9,11 @@ UV_HOME := $(CACHE_DIR)/uv-$(UV_VERSION)
 UV := $(UV_HOME)/bin/uv
 VENV := .venv
 RECSYS := $(VENV)/bin/recsys
+GO ?= $(or $(shell command -v go),/usr/local/go/bin/go)
+VEGETA := $(CACHE_DIR)/bin/vegeta
+VEGETA_MODULE := github.com/tsenart/vegeta/v12@v12.13.0
 
-.PHONY: setup demo test lint typecheck services-up services-down clean
+.PHONY: setup demo test lint typecheck services-up services-down vegeta clean
 
 # uv lives in a small venv of its own in the download cache, outside the clone; its package
 # cache (~/.cache/uv) keeps torch and friends, so a re-install is a copy, not a download.
@@ -36,6 +39,13 @@ lint: setup
 
 typecheck: setup
 	$(VENV)/bin/mypy
+
+# The compiled load generator of `recsys bench online --generator vegeta`, built into the
+# download cache outside the clone (scripts/test.sh builds it too).
+$(VEGETA):
+	GOBIN=$(CACHE_DIR)/bin $(GO) install $(VEGETA_MODULE)
+
+vegeta: $(VEGETA) ## build vegeta for `recsys bench online --generator vegeta`
 
 services-up: setup
 	$(RECSYS) services up

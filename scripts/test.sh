@@ -14,11 +14,29 @@ command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || missing+=(maven)
 # The browser tests drive Debian's Chromium (a test tool's own browser download cannot work).
 [ -x /usr/bin/chromium ] || missing+=(chromium chromium-driver)
+# Go builds vegeta, the compiled load generator of `recsys bench online --generator vegeta`.
+go_bin="$(command -v go || true)"
+[ -n "$go_bin" ] || [ ! -x /usr/local/go/bin/go ] || go_bin=/usr/local/go/bin/go
+[ -n "$go_bin" ] || missing+=(golang-go)
 if [ ${#missing[@]} -gt 0 ]; then
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
 fi
 echo "redis-server: $(redis-server --version | cut -d' ' -f3), java: $(java -version 2>&1 | head -1), $(/usr/bin/chromium --version 2>/dev/null)"
+
+log "vegeta"
+# Built once into the download cache outside the clone (about a minute), then reused.
+cache_dir="${RECSYS_CACHE_DIR:-$HOME/.cache/tiered-recsys}"
+vegeta_module=github.com/tsenart/vegeta/v12@v12.13.0
+if [ -x "$cache_dir/bin/vegeta" ]; then
+  echo "vegeta: $cache_dir/bin/vegeta"
+else
+  go_bin="${go_bin:-$(command -v go)}"
+  # A failed build leaves the rest of the run standing: the vegeta smoke test then fails
+  # with the command to run.
+  GOBIN="$cache_dir/bin" "$go_bin" install "$vegeta_module" \
+    || echo "warning: vegeta not built ($("$go_bin" version)); the vegeta benchmark test will fail"
+fi
 
 log "lint and types"
 .venv/bin/ruff check .

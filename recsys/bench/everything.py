@@ -104,6 +104,7 @@ def summarise(tier: str, figures: Mapping[str, Any] | None) -> dict[str, Any]:
         out["fresh_candidates_ms_p99"] = figures["fresh_candidates"]["online_ms_p99"]
     else:
         out["headline"] = figures["headline"]
+        out["capacity_ratio"] = figures.get("capacity_ratio")
         out["failed_requests"] = figures["failed_requests"]
         out["ok"] = figures["failed_requests"] == 0
     return out
@@ -146,6 +147,8 @@ def markdown(figures: Mapping[str, Any]) -> str:
             p200 = h["at_200"]["p99_ms"] if h["at_200"] else None
             best = "none" if h["max_rate"] is None else f"{h['max_rate']:g} req/s"
             lines.append(f"| {name} | {_ms(p50)} | {_ms(p200)} | {best} |")
+        if online.get("capacity_ratio") is not None:
+            lines.append(f"\nCapacity ratio (full over bare): {online['capacity_ratio']:.3f}")
         lines.append(f"\nFailed requests: {online['failed_requests']}")
     lines += ["", "## Runs", ""]
     for tier in ("offline", "nearline", "online"):

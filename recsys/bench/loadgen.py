@@ -35,6 +35,7 @@ class Target:
     verdict: str = "home"  # the endpoint whose p99 is held to the budget
     metrics_url: str | None = None
     label: str = ""
+    server_pid: int | None = None  # whose CPU per request is measured (None: not measured)
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,7 @@ def plan(target: Target, shape: Ramp, population: Path | None, out: Path) -> dic
         "verdict": target.verdict,
         "mix": dict(target.mix),
         "metrics_url": target.metrics_url,
+        "server_pid": target.server_pid,
         "budget_ms": shape.budget_ms,
         "must_reach": shape.must_reach,
         "think_s": shape.think_s,
@@ -121,6 +123,27 @@ def run(
     if child.returncode not in (0, 1):  # 1: locust saw failed requests, counted below
         tail = (work / f"{target.name}.out").read_text(errors="replace")[-2000:]
         raise RuntimeError(f"locust exited with {child.returncode} on {target.name}: {tail}")
+    totals = read_totals(work / f"{target.name}_stats.csv")
+    return result(
+        target,
+        steps=steps,
+        totals=totals,
+        started=started,
+        load_before=load_before,
+        generator="locust",
+    )
+
+
+def result(
+    target: Target,
+    *,
+    steps: list[dict[str, Any]],
+    totals: dict[str, Any],
+    started: float,
+    load_before: float,
+    generator: str,
+) -> dict[str, Any]:
+    """One target's figures, whichever generator measured its steps."""
     best = ramp.highest_passing(steps)
     return {
         "name": target.name,
@@ -131,9 +154,11 @@ def run(
         "steps": steps,
         "max_rate": None if best is None else best["rate"],
         "max_rate_step": None if best is None else best["index"],
-        "totals": read_totals(work / f"{target.name}_stats.csv"),
+        "totals": totals,
         "seconds": round(time.monotonic() - started, 1),
         "loadavg_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+        "generator": generator,
+        "cpu_measured": target.server_pid is not None,
     }
 
 

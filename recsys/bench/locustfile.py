@@ -8,11 +8,14 @@ gevent, so no other recsys code imports this module)::
 
 ``plan.json`` (written by :mod:`recsys.bench.loadgen`) holds the steps, the mix of actions,
 the think time, the latency budget, the population file and where to write each step's
-figures (one JSON line per step, as soon as it is measured). A ``Visitor`` runs sessions of
-page views (:mod:`recsys.bench.traffic`), checks every answer (status, shape, no duplicates,
-no seen items) and waits an exponential think time between views; ``ConstantVisitor`` asks
-the bare endpoint. ``SteppedRamp`` sets the number of visitors per step and ends the test
-once a step broke the budget after every rate the report needs was measured.
+figures (one JSON line per step, as soon as it is measured), with the API's time per stage
+(``/metrics`` scraped at the window's edges) and its CPU per answered request (``/proc`` of
+the plan's ``server_pid``, read at the same edges; :mod:`recsys.bench.cpu`). A ``Visitor``
+runs sessions of page views (:mod:`recsys.bench.traffic`), checks every answer (status,
+shape, no duplicates, no seen items) and waits an exponential think time between views;
+``ConstantVisitor`` asks the bare endpoint. ``SteppedRamp`` sets the number of visitors per
+step and ends the test once a step broke the budget after every rate the report needs was
+measured.
 
 It can also be run by hand against any address, with a plan of one's own.
 """
@@ -20,8 +23,8 @@ It can also be run by hand against any address, with a plan of one's own.
 from __future__ import annotations
 
 import random
+import threading
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +32,10 @@ import orjson
 from locust import FastHttpUser, LoadTestShape, events, task
 from locust.env import Environment
 
-from recsys.bench import prom, ramp, traffic
+from recsys.bench import cpu, prom, ramp, traffic
 
 JSON_HEADERS = {"Content-Type": "application/json"}
+_EDGE_PATIENCE_S = 10.0  # how long a step waits past its grace for its end edge to be read
 
 
 class _Run:
@@ -54,7 +58,11 @@ class _Run:
         self.rng = random.Random(plan.get("seed", 0))
         self.started: float | None = None
         self.results: list[dict[str, Any]] = []
-        self.scrapes: dict[int, str] = {}
+        self.server_pid: int | None = plan.get("server_pid")
+        # step index -> (/metrics page, server CPU) at the start and at the end of its window
+        self.starts: dict[int, tuple[str, cpu.Reading]] = {}
+        self.ends: dict[int, tuple[str, cpu.Reading]] = {}
+        self.watcher: threading.Thread | None = None
         self.stopped = False
 
     def clock(self) -> float:
@@ -64,38 +72,58 @@ class _Run:
 
     def scrape(self) -> str:
         url = self.plan.get("metrics_url")
-        if not url:
-            return ""
-        try:
-            with urllib.request.urlopen(url, timeout=5) as answer:
-                return str(answer.read().decode())
-        except OSError:
-            return ""
+        return prom.scrape(url) if url else ""
 
-    def tick(self) -> ramp.Step | None:
-        """Close the steps whose answers are in, scrape at window edges, the step to run."""
-        t = self.clock()
-        grace = float(self.plan.get("grace_s", 2.0))
+    def watch_edges(self) -> None:
+        """Read the server at each window's edges, on time: locust ticks the shape once a
+        second only. The start's scrape comes before its CPU reading and the end's after,
+        so that the scrapes' own cost stays out of the window."""
         for step in self.steps:
             low, high = step.window
-            if step.index not in self.scrapes and t >= low:
-                self.scrapes[step.index] = self.scrape()
-            if step.index in self.scrapes and -step.index - 1 not in self.scrapes and t >= high:
-                self.scrapes[-step.index - 1] = self.scrape()
-            if t >= high + grace and step.index not in {r["index"] for r in self.results}:
+            self._sleep_until(low)
+            if self.stopped:
+                return
+            page = self.scrape()
+            self.starts[step.index] = (page, cpu.read(self.server_pid, self.clock()))
+            self._sleep_until(high)
+            reading = cpu.read(self.server_pid, self.clock())
+            self.ends[step.index] = (self.scrape(), reading)
+
+    def _sleep_until(self, t: float) -> None:
+        # under locust, threads are greenlets and sleeping yields to the visitors
+        time.sleep(max(0.0, t - self.clock()))
+
+    def tick(self) -> ramp.Step | None:
+        """Close the steps whose answers are in, the step to run."""
+        t = self.clock()
+        if self.watcher is None:
+            self.watcher = threading.Thread(target=self.watch_edges, daemon=True)
+            self.watcher.start()
+        grace = float(self.plan.get("grace_s", 2.0))
+        late = grace + _EDGE_PATIENCE_S
+        done = {r["index"] for r in self.results}
+        for step in self.steps:
+            edge = step.index in self.ends or t >= step.end_s + late  # never wait for ever
+            if t >= step.end_s + grace and edge and step.index not in done:
                 self.close(step)
+                done.add(step.index)
         if self.stopped:
             return None
         current = ramp.step_at(self.steps, t)
-        if current is None and t < self.steps[-1].end_s + grace:
-            return self.steps[-1]  # the last step's answers are still coming in
+        last = self.steps[-1].end_s
+        if current is None and (
+            t < last + grace or (len(done) < len(self.steps) and t < last + late)
+        ):
+            return self.steps[-1]  # the last step's answers (or its edge) are still coming in
         return current
 
     def close(self, step: ramp.Step) -> None:
         result = self.recorder.result(step, self.plan["verdict"], float(self.plan["budget_ms"]))
         result["target"] = self.plan["target"]
-        before, after = self.scrapes.get(step.index, ""), self.scrapes.get(-step.index - 1, "")
-        result["stages"] = prom.stage_latency(before, after) if before and after else {}
+        start, end = self.starts.get(step.index), self.ends.get(step.index)
+        pages = (start[0] if start else "", end[0] if end else "")
+        result["stages"] = prom.stage_latency(*pages) if all(pages) else {}
+        cpu.attach(result, start[1] if start else None, end[1] if end else None)
         self.results.append(result)
         with self.out.open("ab") as out:
             out.write(orjson.dumps(result) + b"\n")

@@ -15,9 +15,18 @@ Targets, one after the other, each in its own uvicorn process (one worker by def
 - ``mix``: the full path under the realistic mix (75% home page, 10% similar items, 15%
   events), with every answer checked.
 
-Each target gets the ramp of :mod:`recsys.bench.loadgen` (locust, headless); the judged
-endpoint's p99 must stay under ``--budget-ms`` with no failed request. ``--target URL`` loads
-a running API instead (``full`` and ``mix`` only; nothing is started or prepared).
+Every API target logs impressions, as the API is served (``RECSYS_LOG_IMPRESSIONS=true``) to
+the run's own event log: a Kafka topic (deleted after) or, ``--embedded``, SQLite.
+
+Each target gets the ramp of :mod:`recsys.bench.loadgen` (locust, headless, closed loop: the
+default) or, ``--generator vegeta``, of :mod:`recsys.bench.vegeta_run` (a compiled generator,
+open loop, the same mix); the judged endpoint's p99 must stay under ``--budget-ms`` with no
+failed request. Each measured step also gives the API's CPU per answered request (the
+server process and its workers, from ``/proc``: :mod:`recsys.bench.cpu`).
+
+``--target URL`` (or ``--address``) loads a running API instead (``full`` and ``mix`` only;
+nothing is started or prepared); its CPU is measured only when ``--server-pid`` names its
+process on this machine.
 """
 
 from __future__ import annotations
@@ -34,7 +43,17 @@ from typing import Annotated, Any
 
 import typer
 
-from recsys.bench import loadgen, online_data, online_report, plots, ramp, traffic
+from recsys.bench import (
+    cpu,
+    loadgen,
+    online_data,
+    online_report,
+    plots,
+    ramp,
+    traffic,
+    vegeta,
+    vegeta_run,
+)
 from recsys.bench.results import finish, machine, results_dir
 from recsys.console import console, err_console
 from shared.settings import Settings
@@ -60,6 +79,7 @@ STAGES: dict[str, tuple[str, dict[str, str]]] = {
 }
 TARGETS = ("bare", *STAGES)
 QUICK_TARGETS = ("bare", "mix")
+GENERATORS = ("locust", "vegeta")
 
 
 def command(
@@ -79,8 +99,18 @@ def command(
     budget_ms: Annotated[float, typer.Option(help="The p99 each step must keep.")] = 80.0,
     workers: Annotated[int, typer.Option(help="Worker processes of the online API.")] = 1,
     target: Annotated[
-        str | None, typer.Option(help="Load a running API at this URL instead of starting one.")
+        str | None,
+        typer.Option(
+            "--target", "--address", help="Load a running API at this URL instead of starting one."
+        ),
     ] = None,
+    server_pid: Annotated[
+        int | None,
+        typer.Option(help="With --target: the API's process here, for its CPU per request."),
+    ] = None,
+    generator: Annotated[
+        str, typer.Option(help="locust (closed loop, visitors) or vegeta (open loop, compiled).")
+    ] = "locust",
     quick: Annotated[
         bool, typer.Option("--quick", help="Smoke test: small data, bare and mix, 25-50 req/s.")
     ] = False,
@@ -92,7 +122,11 @@ def command(
     ] = False,
     json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
-    """Latency p50/p95/p99 per offered rate and the highest rate under the budget, per target."""
+    """Latency p50/p95/p99 per offered rate, the highest rate under the budget and the API's
+    CPU per answered request, per target."""
+    settings = Settings()
+    binary = _generator(generator, settings.cache_dir)
+    _check_server_pid(target, server_pid)
     if quick:
         users, items, candidates, max_rate, hold_s, settle_s = 200, 1_000, 100, 50.0, 3.0, 1.0
         targets = ",".join(QUICK_TARGETS) if targets == ",".join(TARGETS) else targets
@@ -112,13 +146,13 @@ def command(
         budget_ms=budget_ms,
         must_reach=must_reach,
     )
-    settings = Settings()
     folder = results_dir(settings, "online")
     params = {
         "users": users, "items": items, "dim": dim, "candidates": candidates,
         "targets": chosen, "rates": list(shape.rates), "hold_s": hold_s, "settle_s": settle_s,
         "think_s": think_s, "budget_ms": budget_ms, "workers": workers, "quick": quick,
         "target": target, "stores": "embedded" if embedded else "redis+cassandra+kafka",
+        "generator": generator, "server_pid": server_pid,
     }  # fmt: skip
     figures: dict[str, Any] = {
         "benchmark": "online",
@@ -143,17 +177,12 @@ def command(
             figures["setup_s"] = round(setup, 1)
         else:  # a running API's users: the synthetic naming, nothing known about what they saw
             population.write_bytes(traffic.Population.synthetic(users, items).to_json())
+        load = _loader(binary, shape, folder, population)
         for name in chosen:
             figures["targets"][name] = _one_target(
-                name,
-                folder,
-                env=env,
-                shape=shape,
-                population=population,
-                workers=workers,
-                address=target,
-                on_step=_progress(name),
-            )
+                name, folder, env=env, load=load, workers=workers, address=target,
+                server_pid=server_pid,
+            )  # fmt: skip
     _finish(folder, figures, budget_ms, json)
 
 
@@ -161,6 +190,7 @@ def _finish(folder: Path, figures: dict[str, Any], budget_ms: float, as_json: bo
     targets = figures["targets"]
     figures["loadavg_end"] = list(os.getloadavg())
     figures["headline"] = {name: online_report.headline(t) for name, t in targets.items()}
+    figures["capacity_ratio"] = online_report.capacity_ratio(figures["headline"])
     figures["failed_requests"] = sum(t["totals"]["failures"] for t in targets.values())
     files = online_report.write_csv(folder, targets)
     files += [
@@ -183,9 +213,11 @@ def _progress(name: str) -> Callable[[dict[str, Any]], None]:
         judged: dict[str, Any] = ends.get("home", ends.get("constant", {}))
         mark = "warm-up" if step["warmup"] else ("ok" if step["passed"] else "over budget")
         p99 = judged.get("p99_ms")
+        cpu_ms = step.get("cpu", {}).get("cpu_ms_per_request")
         err_console.print(
             f"  {name:<12} {step['rate']:>6g} req/s offered, {step['all']['achieved_rate']:7.1f}"
             f" answered/s, p99 {'-' if p99 is None else f'{p99:.1f}'} ms,"
+            f" CPU {'-' if cpu_ms is None else f'{cpu_ms:.2f}'} ms/request,"
             f" {step['all']['failures']} failed: {mark}",
             markup=False,
             soft_wrap=True,
@@ -194,41 +226,93 @@ def _progress(name: str) -> Callable[[dict[str, Any]], None]:
     return show
 
 
+def _generator(generator: str, cache_dir: Path) -> Path | None:
+    """vegeta's binary (None for locust); a missing one ends the command, saying how to get it."""
+    if generator not in GENERATORS:
+        raise typer.BadParameter(f"--generator: {generator!r}; use {' or '.join(GENERATORS)}")
+    if generator == "locust":
+        return None
+    found = vegeta.binary(cache_dir)
+    if found is None:
+        err_console.print(
+            f"error: vegeta not found in {cache_dir / 'bin'} or on PATH; install it with"
+            f" `{vegeta.install_command(cache_dir)}`",
+            markup=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(2)
+    return found
+
+
+def _check_server_pid(address: str | None, server_pid: int | None) -> None:
+    """A running API's CPU needs its process, here; the benchmark knows the APIs it starts."""
+    if server_pid is None:
+        if address is not None:
+            err_console.print(
+                "note: no --server-pid for the API at --target: its CPU per request is not"
+                " measured",
+                markup=False,
+                soft_wrap=True,
+            )
+        return
+    if address is None:
+        raise typer.BadParameter(
+            "--server-pid goes with --target (the API this run starts is known)"
+        )
+    if cpu.tree_seconds(server_pid) is None:
+        raise typer.BadParameter(f"--server-pid {server_pid}: no such process on this machine")
+
+
+Load = Callable[[loadgen.Target], dict[str, Any]]
+
+
+def _loader(binary: Path | None, shape: loadgen.Ramp, folder: Path, population: Path) -> Load:
+    """One target's ramp, by the chosen generator, with progress on stderr."""
+
+    def load(goal: loadgen.Target) -> dict[str, Any]:
+        if binary is None:
+            return loadgen.run(goal, shape, folder, population, _progress(goal.name))
+        return vegeta_run.run(
+            goal, shape, folder, population, binary=binary, on_step=_progress(goal.name)
+        )
+
+    return load
+
+
 def _one_target(
     name: str,
     folder: Path,
     *,
     env: dict[str, str],
-    shape: loadgen.Ramp,
-    population: Path,
+    load: Load,
     workers: int,
     address: str | None,
-    on_step: Callable[[dict[str, Any]], None],
+    server_pid: int | None,
 ) -> dict[str, Any]:
     err_console.print(f"{name}: starting", markup=False)
     if name == "bare":
-        with _server("bare", _bare_argv, env, folder, "/constant") as host:
+        with _server("bare", _bare_argv, env, folder, "/constant") as (host, pid):
             goal = loadgen.Target(name, host, "ConstantVisitor", {"constant": 1}, "constant",
-                                  label="bare FastAPI endpoint")  # fmt: skip
-            return loadgen.run(goal, shape, folder, population, on_step)
+                                  label="bare FastAPI endpoint", server_pid=pid)  # fmt: skip
+            return load(goal) | {"impressions": None}
     label, extra = STAGES[name]
     mix = traffic.MIX if name == "mix" else traffic.HOME_ONLY
     if address is not None:
         _wait(f"{address.rstrip('/')}/readyz", None)
         goal = loadgen.Target(name, address.rstrip("/"), "Visitor", mix, "home",
-                              f"{address.rstrip('/')}/metrics", label)  # fmt: skip
-        return loadgen.run(goal, shape, folder, population, on_step)
+                              f"{address.rstrip('/')}/metrics", label, server_pid)  # fmt: skip
+        return load(goal) | {"impressions": "as the running API is set"}
     stage_env = {**env, **_DEFAULTS, **extra}
 
     def argv(port: int) -> list[str]:
         recsys = str(Path(sys.executable).with_name("recsys"))
         return [recsys, "online", "serve", "--port", str(port), "--workers", str(workers)]
 
-    with _server(name, argv, stage_env, folder, "/readyz") as host:
+    with _server(name, argv, stage_env, folder, "/readyz") as (host, pid):
         # each worker process keeps its own /metrics: two scrapes may reach different ones
         metrics = f"{host}/metrics" if workers == 1 else None
-        goal = loadgen.Target(name, host, "Visitor", mix, "home", metrics, label)
-        return loadgen.run(goal, shape, folder, population, on_step)
+        goal = loadgen.Target(name, host, "Visitor", mix, "home", metrics, label, pid)
+        return load(goal) | {"impressions": "on"}
 
 
 def _bare_argv(port: int) -> list[str]:
@@ -241,14 +325,15 @@ def _bare_argv(port: int) -> list[str]:
 @contextmanager
 def _server(
     name: str, argv: Callable[[int], list[str]], env: dict[str, str], folder: Path, ready: str
-) -> Iterator[str]:
+) -> Iterator[tuple[str, int]]:
+    """The server's address and process id while it answers ``ready``."""
     port = _free_port()
     host = f"http://127.0.0.1:{port}"
     with (folder / f"{name}.log").open("wb") as log:
         server = subprocess.Popen(argv(port), env={**os.environ, **env}, stdout=log, stderr=log)
         try:
             _wait(host + ready, server)
-            yield host
+            yield host, server.pid
         finally:
             server.terminate()
             try:
@@ -280,7 +365,8 @@ def _environment(
         "RECSYS_HOME": str(work),
         "RECSYS_REGISTRY_URL": f"file://{work}/models",
         "RECSYS_HISTORY_URL": f"sqlite:///{work}/history.db",
-        "RECSYS_LOG_IMPRESSIONS": "false",
+        # as served, whatever this shell says: an impression event per answer
+        "RECSYS_LOG_IMPRESSIONS": "true",
         "RECSYS_EVENT_LOG_URL": f"sqlite:///{work}/event-log.db"
         if embedded
         else f"{kafka_url.rstrip('/')}/bench_online_{tag}",
@@ -355,7 +441,9 @@ def _drop(cassandra_url: str, keyspace: str, kafka_url: str, topic: str) -> None
         servers, _ = parse_kafka_url(f"{kafka_url.rstrip('/')}/{topic}")
         admin = KafkaAdminClient(bootstrap_servers=servers, request_timeout_ms=5000)
         try:
-            admin.delete_topics([topic])
+            # the run's topic (events and impressions) and any the API derived from its name
+            ours = [t for t in admin.list_topics() if t == topic or t.startswith(f"{topic}.")]
+            admin.delete_topics(ours or [topic])
         finally:
             admin.close()
     except Exception as err:

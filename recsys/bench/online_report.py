@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import statistics
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,42 @@ def headline(target: Mapping[str, Any]) -> dict[str, Any]:
         "loadavg_1m": target.get("loadavg_1m"),
         "requests": target["totals"]["requests"],
         "failed_requests": target["totals"]["failures"],
+        **cpu_per_request(target),
+        "impressions": target.get("impressions"),
+        "generator": target.get("generator", "locust"),
     }
+
+
+def cpu_per_request(target: Mapping[str, Any]) -> dict[str, Any]:
+    """The API's CPU ms per answered request of one target: the median over the steps under
+    the budget (a saturated server's figure is no cost of a request, its queue adds to it);
+    when no step kept the budget, the median over every measured step, and ``cpu_basis``
+    says which. None where the server's process was not known (a running API without
+    ``--server-pid``)."""
+    if not target.get("cpu_measured", False):
+        return {"cpu_ms_per_request": None, "cpu_basis": "not measured (no server process)"}
+    measured = [s for s in target["steps"] if not s["warmup"] and _cpu_ms(s) is not None]
+    passing = [s for s in measured if s["passed"]]
+    chosen, basis = (passing, "steps under budget") if passing else (measured, "all steps")
+    if not chosen:
+        return {"cpu_ms_per_request": None, "cpu_basis": "no step answered"}
+    value = statistics.median(_cpu_ms(s) or 0.0 for s in chosen)
+    return {"cpu_ms_per_request": round(value, 3), "cpu_basis": basis}
+
+
+def _cpu_ms(step: Mapping[str, Any]) -> float | None:
+    value: float | None = step.get("cpu", {}).get("cpu_ms_per_request")
+    return value
+
+
+def capacity_ratio(headlines: Mapping[str, Mapping[str, Any]]) -> float | None:
+    """The full path's highest rate under budget over the bare endpoint's, in one run: the
+    share of a bare Python service's capacity the request path keeps. None unless both were
+    run and both kept the budget at some rate."""
+    full, bare = headlines.get("full"), headlines.get("bare")
+    if not full or not bare or not full["max_rate"] or not bare["max_rate"]:
+        return None
+    return round(float(full["max_rate"]) / float(bare["max_rate"]), 4)
 
 
 def _stages_at(target: Mapping[str, Any], rate: float) -> dict[str, Any]:
@@ -72,30 +108,58 @@ def markdown(figures: Mapping[str, Any]) -> str:
         f"{figures['date']}, {m['cpus']} CPUs ({m['platform']}), load average"
         f" {_load(m.get('loadavg'))} at the start and {_load(figures.get('loadavg_end'))} at"
         f" the end. {p['users']:,} users, {p['items']:,} items, {p['candidates']} precomputed"
-        f" candidates per user, stores: {p['stores']}, {p['workers']} API worker(s); locust"
-        f" visitors with a mean think time of {p['think_s']:g} s, {p['hold_s']:g} s measured"
-        f" per step after {p['settle_s']:g} s of start-up; budget p99 < {budget:g} ms. The"
-        " load generator shares the machine with the servers.",
+        f" candidates per user, stores: {p['stores']}, {p['workers']} API worker(s);"
+        f" {_generator(p)}, {p['hold_s']:g} s measured per step after {p['settle_s']:g} s of"
+        f" start-up; budget p99 < {budget:g} ms. The load generator shares the machine with"
+        " the servers.",
         "",
         "## Headline",
         "",
         "p50 / p95 / p99 in ms of the judged endpoint; highest offered rate whose p99 stayed"
-        " under the budget with no failed request.",
+        " under the budget with no failed request; the API's CPU time (its process and"
+        " workers, user + system) per answered request, median over the steps under budget;"
+        " whether the API logged an impression event per answer.",
         "",
         "| target | at 50 req/s | at 200 req/s | highest rate | p99 there | failed requests |"
-        " load (1 min) before / after |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        " load (1 min) before / after | CPU ms / request | impressions |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name, h in figures["headline"].items():
         lines.append(
             f"| {h['label']} ({name}) | {_at(h['at_50'])} | {_at(h['at_200'])} |"
             f" {_rate(h['max_rate'])} | {_ms(h['max_rate_p99_ms'])} | {h['failed_requests']} |"
-            f" {_load(h.get('loadavg_1m'))} |"
+            f" {_load(h.get('loadavg_1m'))} | {_cpu(h)} | {h.get('impressions') or 'n/a'} |"
         )
+    lines += _ratio(figures)
     lines += _stage_table(figures)
     lines += _step_table(figures)
     lines += ["", f"Plots: {', '.join(figures.get('plots', []))}.", ""]
     return "\n".join(lines)
+
+
+def _generator(params: Mapping[str, Any]) -> str:
+    if params.get("generator") == "vegeta":
+        return "vegeta at a fixed rate per step (open loop), requests drawn as locust's visitors'"
+    return f"locust visitors with a mean think time of {params['think_s']:g} s"
+
+
+def _cpu(headline: Mapping[str, Any]) -> str:
+    value = headline.get("cpu_ms_per_request")
+    if value is None:
+        return headline.get("cpu_basis") or "not measured"
+    basis = headline.get("cpu_basis")
+    return f"{value:.2f}" + ("" if basis == "steps under budget" else f" ({basis})")
+
+
+def _ratio(figures: Mapping[str, Any]) -> list[str]:
+    ratio = figures.get("capacity_ratio")
+    if ratio is None:
+        return []
+    return [
+        "",
+        f"Capacity ratio (full path's highest rate under budget over the bare endpoint's):"
+        f" {ratio:.3f}.",
+    ]
 
 
 def _stage_table(figures: Mapping[str, Any]) -> list[str]:
@@ -129,12 +193,13 @@ def _step_table(figures: Mapping[str, Any]) -> list[str]:
         "",
         "## Every step",
         "",
-        "Offered = visitors / think time; achieved = answers per measured second (all"
-        " endpoints); latencies of the judged endpoint.",
+        "Offered = visitors / think time (vegeta: the fixed rate, no visitors); achieved ="
+        " answers per measured second (all endpoints); latencies of the judged endpoint; the"
+        " API's CPU ms per answered request over the measured window.",
         "",
         "| target | offered req/s | visitors | achieved | p50 ms | p95 ms | p99 ms | failed |"
-        " degraded | within budget |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        " degraded | within budget | CPU ms / request |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name, target in figures["targets"].items():
         for s in target["steps"]:
@@ -142,10 +207,11 @@ def _step_table(figures: Mapping[str, Any]) -> list[str]:
                 continue
             j = s["endpoints"].get(target["verdict"], {})
             lines.append(
-                f"| {name} | {s['rate']:g} | {s['users']} | {s['all']['achieved_rate']:.0f} |"
+                f"| {name} | {s['rate']:g} | {s['users'] or '-'} |"
+                f" {s['all']['achieved_rate']:.0f} |"
                 f" {_ms(j.get('p50_ms'))} | {_ms(j.get('p95_ms'))} | {_ms(j.get('p99_ms'))} |"
                 f" {s['all']['failures']} | {s['all']['degraded']} |"
-                f" {'yes' if s['passed'] else 'no'} |"
+                f" {'yes' if s['passed'] else 'no'} | {_cpu_cell(_cpu_ms(s))} |"
             )
     mixed = [t for t in figures["targets"].values() if len(t["mix"]) > 1]
     for target in mixed:
@@ -167,6 +233,10 @@ def _step_table(figures: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def _cpu_cell(value: float | None) -> str:
+    return "" if value is None else f"{value:.2f}"
+
+
 def _rate(rate: float | None) -> str:
     return "none" if rate is None else f"{rate:g} req/s"
 
@@ -177,20 +247,22 @@ def _load(load: Sequence[float] | None) -> str:
 
 STEP_FIELDS = (
     "target", "rate", "users", "warmup", "endpoint", "count", "achieved_rate", "mean_ms",
-    "p50_ms", "p95_ms", "p99_ms", "max_ms", "failures", "degraded", "passed",
+    "p50_ms", "p90_ms", "p95_ms", "p99_ms", "max_ms", "failures", "degraded", "passed",
+    "cpu_s", "answered", "cpu_ms_per_request",
 )  # fmt: skip
 
 
 def write_csv(folder: Path, targets: Mapping[str, Mapping[str, Any]]) -> list[Path]:
-    """``steps.csv``: one row per target, step and endpoint (and ``all``);
-    ``stages.csv``: the server's time per stage and step."""
+    """``steps.csv``: one row per target, step and endpoint (and ``all``, which carries the
+    step's CPU figures); ``stages.csv``: the server's time per stage and step."""
     steps_path, stages_path = folder / "steps.csv", folder / "stages.csv"
     with steps_path.open("w", newline="") as f:
         out = csv.DictWriter(f, STEP_FIELDS, extrasaction="ignore")
         out.writeheader()
         for name, target in targets.items():
             for s in target["steps"]:
-                for endpoint, e in {**s["endpoints"], "all": s["all"]}.items():
+                whole = {**s["all"], **s.get("cpu", {})}
+                for endpoint, e in {**s["endpoints"], "all": whole}.items():
                     out.writerow(
                         {**e, "target": name, "rate": s["rate"], "users": s["users"],
                          "warmup": s["warmup"], "endpoint": endpoint, "passed": s["passed"]}

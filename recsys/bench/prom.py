@@ -10,6 +10,7 @@ buckets as Prometheus' ``histogram_quantile`` does, its p50 and p99.
 from __future__ import annotations
 
 import math
+import urllib.request
 from collections.abc import Mapping
 from typing import Any
 
@@ -92,3 +93,12 @@ def stage_latency(before: str, after: str) -> dict[str, dict[str, Any]]:
             "p99_ms": None if p99 is None else round(p99 * 1000, 3),
         }
     return out
+
+
+def scrape(url: str, timeout_s: float = 5.0) -> str:
+    """The ``/metrics`` page at ``url``; "" when it does not answer (no stage figures then)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as answer:
+            return str(answer.read().decode())
+    except OSError:
+        return ""

@@ -1,9 +1,13 @@
-"""`recsys bench online --quick --json`: the CI smoke test of the locust ramp.
+"""`recsys bench online --quick --json`: the CI smoke tests of the ramp, with locust and with
+vegeta.
 
-Real Redis, Cassandra (candidates) and Kafka (events); the bare endpoint and the full path
-under the realistic mix at 25 and 50 req/s. It checks that the report is written and that no
-request failed (every answer is checked by the locustfile: status, shape, no duplicates, no
-seen items); it asserts nothing about timing, which depends on the machine.
+Real Redis, Cassandra (candidates) and Kafka (events and impressions); the bare endpoint and
+the full path (under the realistic mix with locust, alone with vegeta) at 25 and 50 req/s.
+They check that the report is written, that no request failed (every answer is checked:
+status, shape, no duplicates, no seen items) and that the API's CPU per request was
+measured; they assert nothing about timing, which depends on the machine.
+
+The vegeta test needs vegeta: `make test` (scripts/test.sh) installs it.
 """
 
 from __future__ import annotations
@@ -34,6 +38,11 @@ def test_quick_run_writes_the_report_and_no_request_fails(tmp_path: Path) -> Non
         assert at_50["failures"] == 0
         assert at_50["p50_ms"] <= at_50["p95_ms"] <= at_50["p99_ms"]
         assert "max_rate" in target
+        # the CPU the API spent per answered request, from /proc of the server it started
+        assert target["cpu_ms_per_request"] > 0, target["cpu_basis"]
+        assert target["generator"] == "locust"
+    assert figures["headline"]["mix"]["impressions"] == "on"
+    assert figures["capacity_ratio"] is None  # no full target in --quick
     mix = json.loads((folder / "results.json").read_text())["targets"]["mix"]
     measured = [s for s in mix["steps"] if not s["warmup"]]
     assert {s["rate"] for s in measured} == {25.0, 50.0}
@@ -41,3 +50,34 @@ def test_quick_run_writes_the_report_and_no_request_fails(tmp_path: Path) -> Non
     assert {"home", "similar", "event"} <= set(mix["totals"]["by_name"])
     assert "handler" in figures["headline"]["mix"]["server_stages_at_50"]
     assert "| bare" in (folder / "results.md").read_text()
+    assert all(s["cpu"]["cpu_ms_per_request"] > 0 for s in measured)
+
+
+@pytest.mark.redis
+@pytest.mark.cassandra
+@pytest.mark.kafka
+@pytest.mark.timeout(300)  # about 40 s on a quiet 2-core machine
+def test_vegeta_drives_the_same_steps(tmp_path: Path) -> None:
+    # one measured step per target (3 s at 50 req/s) after a 2 s warm-up
+    figures, folder = bench_cli(
+        tmp_path / "home", "online", "--quick", "--targets", "bare,full",
+        "--generator", "vegeta", "--start-rate", "50",
+    )  # fmt: skip
+    assert figures["failed_requests"] == 0, (folder / "results.md").read_text()
+    headline = figures["headline"]
+    assert set(headline) == {"bare", "full"}
+    for name, target in headline.items():
+        assert target["generator"] == "vegeta"
+        assert target["at_50"]["failures"] == 0, name
+        assert target["cpu_ms_per_request"] > 0, target["cpu_basis"]
+    assert headline["full"]["impressions"] == "on"
+    rates = (headline["full"]["max_rate"], headline["bare"]["max_rate"])
+    ratio = figures["capacity_ratio"]
+    assert ratio == (None if None in rates else round(rates[0] / rates[1], 4))
+    full = json.loads((folder / "results.json").read_text())["targets"]["full"]
+    step = next(s for s in full["steps"] if not s["warmup"])
+    assert step["rate"] == 50.0
+    # vegeta's own count of the window agrees with the checked answers
+    assert step["vegeta"]["requests"] == step["all"]["count"] > 0
+    assert step["vegeta"]["success_ratio"] == 1.0
+    assert "handler" in step["stages"]

@@ -113,6 +113,7 @@ def test_summarise_an_empty_list() -> None:
         "mean_ms": None,
         "max_ms": None,
         "p50_ms": None,
+        "p90_ms": None,
         "p95_ms": None,
         "p99_ms": None,
     }
@@ -289,6 +290,8 @@ def _target(name: str, verdict: str, rates: list[tuple[float, float, bool]]) -> 
                 "index": index, "rate": rate, "users": int(rate), "warmup": False,
                 "endpoints": {verdict: figures}, "all": figures, "passed": ok,
                 "stages": stages if verdict == "home" else {},
+                "cpu": {"cpu_s": rate * 8 * p99 / 1000, "answered": rate * 8,
+                        "cpu_ms_per_request": p99},
             }
         )  # fmt: skip
     best = ramp.highest_passing(steps)
@@ -302,6 +305,8 @@ def _target(name: str, verdict: str, rates: list[tuple[float, float, bool]]) -> 
         "max_rate_step": best["index"] if best else None,
         "totals": {"requests": 300, "failures": 0, "by_name": {}},
         "loadavg_1m": [1.0, 1.5],
+        "cpu_measured": True,
+        "impressions": "on" if verdict == "home" else None,
     }
 
 
@@ -329,7 +334,11 @@ def test_report_tables_csv_and_plots(tmp_path: Path) -> None:
         "headline": {name: online_report.headline(t) for name, t in targets.items()},
         "plots": ["latency.png"],
     }
+    figures["capacity_ratio"] = online_report.capacity_ratio(figures["headline"])
+    assert figures["capacity_ratio"] == 0.125  # 50 / 400 req/s
     full = figures["headline"]["full"]
+    assert full["cpu_ms_per_request"] == 20  # the one step under budget, not the 900 one
+    assert figures["headline"]["bare"]["cpu_ms_per_request"] == 9  # median of 5, 9, 30
     assert full["at_50"]["p99_ms"] == 20
     assert full["at_200"]["passed"] is False
     assert full["max_rate"] == 50
@@ -341,12 +350,17 @@ def test_report_tables_csv_and_plots(tmp_path: Path) -> None:
         "| bare (bare) | 1.2 / 2.5 / 5.0 | 2.2 / 4.5 / 9.0 | 400 req/s | 30.0 | 0 | 1.00 / 1.50 |"
         in text
     )
-    assert "| full | 200 | 200 | 190 | 225.0 | 450.0 | 900.0 | 0 | 0 | no |" in text
+    assert "| full | 200 | 200 | 190 | 225.0 | 450.0 | 900.0 | 0 | 0 | no | 900.00 |" in text
+    assert "| 0 | 1.00 / 1.50 | 20.00 | on |" in text
+    assert "| 0 | 1.00 / 1.50 | 9.00 | n/a |" in text
+    assert "Capacity ratio (full path's highest rate under budget over the bare" in text
     assert "load average 1.00 / 2.00 / 3.00" in text
 
     steps_csv, stages_csv = online_report.write_csv(tmp_path, targets)
     assert steps_csv.read_text().splitlines()[0].startswith("target,rate,users,warmup,endpoint")
     assert len(steps_csv.read_text().splitlines()) == 1 + 2 * 5  # each step: endpoint + all
+    assert steps_csv.read_text().splitlines()[0].endswith(",cpu_s,answered,cpu_ms_per_request")
+    assert ",True,2.0,400,5" in steps_csv.read_text()  # bare at 50 req/s, its all row
     assert "full,50,rank,10,1.0,1.0,2.0" in stages_csv.read_text()
 
     for path in (
@@ -365,6 +379,9 @@ def test_bench_all_reads_each_tier_json() -> None:
     assert everything.summarise("online", None) == {"ok": False}
     online = everything.summarise("online", {"headline": {}, "failed_requests": 1})
     assert online["ok"] is False
+    assert online["capacity_ratio"] is None
+    both = {"headline": {}, "failed_requests": 0, "capacity_ratio": 0.2}
+    assert everything.summarise("online", both)["capacity_ratio"] == 0.2
 
 
 def test_the_locustfile_loads_in_locust() -> None:
