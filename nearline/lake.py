@@ -10,12 +10,13 @@ because ``offline.pipeline.ingest`` reads the lake with ``spark.read.parquet(lak
 does not descend into plain sub-folders, and Hive-style ``date=...`` folders would add a
 ``date`` column that the reader rejects (allowing it there is the way to real partitions).
 A date's files are ``<date>_*.parquet``. Columns: ``user_id``, ``item_id``, ``timestamp`` (epoch seconds,
-float), ``value`` (null for implicit events: the ingest step counts them as 1.0),
+float), ``value`` (null for implicit events: the ingest step counts them as 1.0, and
+leaves impressions out: they are exposure, not feedback),
 ``event_id``, ``type``, ``context`` (JSON text) and ``schema_version``. An impression event
 of the current shape (one per answer, see :mod:`shared.events`) is one row, its ``item_id``
 the first item shown and the whole list in the context JSON under ``"shown"`` (a list of
-``{item_id, position, source}``; no context value is ever a list), so the lake's columns,
-and the offline ingest that checks them, are unchanged.
+``{item_id, position, source}``; no context value is ever a list), so the lake's columns
+are unchanged.
 
 Why replays do not duplicate rows: the worker commits log offsets only after a checkpoint's
 files are written, so a restarted worker re-reads from the first uncommitted offset ``c``.

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Mapping
 from enum import StrEnum
 from itertools import pairwise
 from typing import Any, Literal
@@ -121,6 +122,21 @@ class Event(BaseModel):
         if self.shown is None:
             return dict(self.context)
         return {**self.context, "shown": [s.model_dump() for s in self.shown]}
+
+    @staticmethod
+    def split_lake_context(
+        stored: Mapping[str, Any],
+    ) -> tuple[dict[str, Any], tuple[Shown, ...] | None]:
+        """The inverse of :meth:`lake_context`: ``(context, shown)`` for the event's fields.
+
+        Only a list under ``"shown"`` is the impression's list: an older event may have a
+        scalar context value of that name, and it stays in the context as it was written.
+        """
+        shown = stored.get("shown")
+        if not isinstance(shown, list):
+            return dict(stored), None
+        context = {k: v for k, v in stored.items() if k != "shown"}
+        return context, tuple(Shown.model_validate(s) for s in shown)
 
     @classmethod
     def from_json(cls, data: bytes | str) -> Event:

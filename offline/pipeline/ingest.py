@@ -6,6 +6,12 @@ necessarily dense for the lake): Spark keeps no row order through a shuffle, and
 benchmark split draws its random numbers in source order, while dedupe keeps the first.
 
 Rows are not judged here: malformed rows pass through to ``clean``, which counts them.
+One kind of lake row is left out instead, as it is no interaction at all: an impression
+(``type == "impression"``) says what the user was shown, not what they did, and counted as
+implicit feedback (rating 1.0, as a row without a value is) it would train every model to
+recommend what was already recommended. The manifest's ``left_out`` counts those rows by
+type. A lake without a ``type`` column (canonical columns only) keeps every row, as does a
+row whose type is null: only a row that says it is an impression is left out.
 
 Source fingerprints (what decides whether a source changed):
 * a file up to ``_HASH_LIMIT`` bytes is hashed by content (MovieLens 100K's ``u.data`` is
@@ -35,11 +41,14 @@ from shared.data.catalog import DatasetPaths, load_dataset
 from shared.data.frame import INTERACTION_COLUMNS
 from shared.data.sources import MOVIELENS_100K, SYNTHETIC
 from shared.errors import DataError
+from shared.events import EventType
 
-CODE_VERSION = "ingest/1"
+CODE_VERSION = "ingest/2"  # 2: lake impressions left out
 SCHEMA = "user_id string, item_id string, rating float, timestamp long, source_row long"
 # Fields of shared.events.Event that may sit beside the canonical columns in the lake.
 EVENT_COLUMNS = frozenset({"event_id", "type", "value", "context", "schema_version"})
+# Lake event types that are no interaction: exposure, not feedback (see the docstring).
+LEFT_OUT_TYPES = (EventType.IMPRESSION.value,)
 _HASH_LIMIT = 16 * 1024 * 1024
 
 
@@ -65,12 +74,18 @@ def ingest_step(source: Source, paths: DatasetPaths) -> Step:
     """The ingest step for ``source``; its fingerprint is the step's only parameter."""
 
     def body(ctx: StepContext) -> tuple[dict[str, DataFrame], dict[str, Any]]:
-        frame, label = _read(ctx.spark, source, paths)
+        frame, label, left_out = _read(ctx.spark, source, paths)
         # isEmpty stops at the first row; a count() here was a full pass over the source
         # before the write made another one (the runner counts the written rows).
         if frame.isEmpty():
+            if any(left_out.values()):
+                kinds = ", ".join(f"{n:,} {kind}" for kind, n in left_out.items() if n)
+                raise DataError(f"{label}: no interactions (only rows left out: {kinds})")
             raise DataError(f"{label}: no interactions (the input is empty)")
-        return {"interactions": frame}, {"source": label}
+        info: dict[str, Any] = {"source": label}
+        if left_out:
+            info["left_out"] = left_out
+        return {"interactions": frame}, info
 
     return Step("ingest", body, CODE_VERSION, params={"source": fingerprint(source, paths)})
 
@@ -112,13 +127,17 @@ def _path_fingerprint(path: Path) -> list[list[Any]]:
     return out
 
 
-def _read(spark: SparkSession, source: Source, paths: DatasetPaths) -> tuple[DataFrame, str]:
+def _read(
+    spark: SparkSession, source: Source, paths: DatasetPaths
+) -> tuple[DataFrame, str, dict[str, int]]:
+    """The interactions, the source's label and the rows left out by type (lake only)."""
     if isinstance(source, FrameSource):
-        return _from_pandas(spark, _coerce(source.frame, source.name)), source.name
+        return _from_pandas(spark, _coerce(source.frame, source.name)), source.name, {}
     if isinstance(source, EventLake):
-        return _from_lake(spark, Path(source.path)), str(source.path)
+        lake, left_out = _from_lake(spark, Path(source.path))
+        return lake, str(source.path), left_out
     frame, label = load_dataset(str(source), paths)  # validated: no bad rows from here
-    return _from_pandas(spark, _coerce(frame[list(INTERACTION_COLUMNS)], label)), label
+    return _from_pandas(spark, _coerce(frame[list(INTERACTION_COLUMNS)], label)), label, {}
 
 
 def _coerce(frame: pd.DataFrame, label: str) -> pd.DataFrame:
@@ -150,7 +169,9 @@ def _from_pandas(spark: SparkSession, frame: pd.DataFrame) -> DataFrame:
     return spark.createDataFrame(frame, schema=SCHEMA)
 
 
-def _from_lake(spark: SparkSession, path: Path) -> DataFrame:
+def _from_lake(spark: SparkSession, path: Path) -> tuple[DataFrame, dict[str, int]]:
+    """The lake's interactions, and how many rows of each left-out type it held (none
+    counted, and nothing left out, for a lake without a ``type`` column)."""
     try:
         raw = spark.read.parquet(str(path))
     except AnalysisException as err:  # an empty folder has no schema to infer
@@ -163,13 +184,24 @@ def _from_lake(spark: SparkSession, path: Path) -> DataFrame:
         raise DataError(f"{path}: missing column(s) {', '.join(missing)}")
     # An event without a value is implicit feedback, weight 1.0 (the canonical frame's rule).
     rating = sf.col("rating") if "rating" in columns else sf.coalesce(sf.col("value"), sf.lit(1.0))
-    return raw.select(
+    left_out: dict[str, int] = {}
+    if "type" in columns:
+        kind = sf.col("type").cast("string")
+        # ``isin`` is null for a null type, and a filter drops null as it drops false:
+        # coalesced, such a row stays rather than vanishing uncounted.
+        left = sf.coalesce(kind.isin(*LEFT_OUT_TYPES), sf.lit(False))
+        # One small job that reads only the type column (dictionary-encoded, few values).
+        counts = raw.filter(left).groupBy(kind.alias("type")).count().collect()
+        left_out = dict.fromkeys(LEFT_OUT_TYPES, 0) | {r["type"]: int(r["count"]) for r in counts}
+        raw = raw.filter(~left)
+    frame = raw.select(
         sf.col("user_id").cast("string").alias("user_id"),
         sf.col("item_id").cast("string").alias("item_id"),
         rating.cast("float").alias("rating"),
         sf.floor(sf.col("timestamp").cast("double")).cast("long").alias("timestamp"),
         sf.monotonically_increasing_id().alias("source_row"),
     )
+    return frame, left_out
 
 
 def _check_columns(columns: list[str], allowed: set[str], label: str) -> None:

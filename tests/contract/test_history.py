@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.events import Event, EventType
+from shared.events import MAX_SHOWN, Event, EventType, Shown
 from shared.storage.factory import open_history
 from shared.storage.history import EventHistoryStore
 
@@ -110,3 +110,54 @@ def test_a_large_mixed_batch_is_written_whole_and_replays_are_no_ops(
         if user == "user7":
             expected.insert(0, big)
         assert store.for_user(user) == expected
+
+
+def test_impressions_of_both_shapes_read_back_equal(
+    store: EventHistoryStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    # One event per answer with its shown list (a full answer, the longest the API sends,
+    # and a short one), one event per item as older logs hold them, and an older event
+    # whose context has a scalar "shown": each comes back as it was written, among other
+    # users' rows so that the long list shares a write with other partitions.
+    def answer(event_id: str, t: float, n: int) -> Event:
+        shown = tuple(
+            Shown(item_id=f"item{i}", position=i, source="precomputed:ease+als") for i in range(n)
+        )
+        context = {"arm": "blend", "bundle": "b1", "surface": "home", "request_id": event_id}
+        return Event(
+            event_id=event_id,
+            user_id="gina",
+            item_id=shown[0].item_id,
+            type=EventType.IMPRESSION,
+            timestamp=t,
+            context=context,
+            shown=shown,
+        )
+
+    full = answer("gina-a1", 1_700_000_001.0, MAX_SHOWN)
+    short = answer("gina-a2", 1_700_000_002.0, 3)
+    per_item = Event(
+        event_id="gina-o1",
+        user_id="gina",
+        item_id="item9",
+        type=EventType.IMPRESSION,
+        timestamp=1_700_000_003.0,
+        context={"surface": "home", "position": 4, "source": "popular", "arm": "control"},
+    )
+    scalar = Event(
+        event_id="gina-o2",
+        user_id="gina",
+        item_id="item9",
+        type=EventType.CLICK,
+        timestamp=1_700_000_004.0,
+        context={"shown": "carousel"},
+    )
+    others = [e for u in range(12) for e in events(f"other{u}", 2)]
+    with caplog.at_level(logging.WARNING):
+        store.append([*others[:12], full, short, per_item, scalar, *others[12:]])
+        store.append([full, per_item])  # a replay changes nothing
+    assert not [r.getMessage() for r in caplog.records if "warning" in r.getMessage().lower()]
+    read = store.for_user("gina")
+    assert read == [scalar, per_item, short, full]
+    assert read[3].shown is not None and len(read[3].shown) == MAX_SHOWN
+    assert read[1].shown is None and read[0].context == {"shown": "carousel"}

@@ -9,10 +9,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pandas.testing as pdt
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as sf
 
+from nearline.lake import SCHEMA as LAKE_SCHEMA
+from nearline.lake import LakeWriter
 from offline.pipeline import (
     CleanParams,
     EventLake,
@@ -24,10 +28,12 @@ from offline.pipeline import (
     run_step,
 )
 from offline.pipeline.dag import MANIFEST
+from offline.pipeline.ingest import _from_lake
 from offline.spark import spark_session
 from offline.split import benchmark_split, temporal_split
 from shared.data.movielens import load_items, load_ratings
 from shared.errors import DataError
+from shared.events import Event, EventType, Shown
 from shared.features import item_stats, user_features
 from shared.settings import Settings
 
@@ -177,6 +183,63 @@ def test_event_lake_events_without_value_count_as_implicit(
     kept = _pandas(result.path("clean", "interactions"), spark)
     assert (kept["rating"] == 1.0).all()
     assert set(kept["timestamp"]) <= set(_frame()["timestamp"])
+
+
+def test_event_lake_impressions_are_left_out_and_counted(
+    spark: SparkSession, settings: Settings
+) -> None:
+    # A lake as the nearline tier writes it: engagement events, one impression per answer
+    # (its shown list in the context) and an old per-item impression; plus a file holding
+    # a row without a type. Only the impressions' rows (each one row, whatever its list)
+    # leave; the items they show (i7, i8, i9) are nowhere else, so they must be gone.
+    def event(n: int, user: str, item: str, kind: EventType, **fields: Any) -> Event:
+        return Event(
+            event_id=f"e{n}", user_id=user, item_id=item, type=kind, timestamp=1_000.0 + n, **fields
+        )
+
+    shown = tuple(
+        Shown(item_id=i, position=p, source="popular") for p, i in enumerate(["i7", "i8"])
+    )
+    lake = settings.home / "lake"
+    writer = LakeWriter(lake, "events")
+    written = [
+        event(0, "u0", "i1", EventType.PLAY),
+        event(1, "u0", "i2", EventType.RATE, value=4.0),
+        event(2, "u0", "i7", EventType.IMPRESSION, shown=shown, context={"arm": "blend"}),
+        event(3, "u1", "i1", EventType.CLICK),
+        event(4, "u1", "i7", EventType.IMPRESSION, shown=shown),
+        event(5, "u1", "i9", EventType.IMPRESSION, context={"position": 3, "source": "fresh"}),
+    ]
+    for offset, e in enumerate(written):
+        writer.add(0, offset, e)
+    writer.flush()
+    untyped = {**{c: [None] for c in LAKE_SCHEMA.names}, "user_id": ["u2"], "item_id": ["i3"]}
+    untyped["timestamp"] = [1_010.0]
+    pq.write_table(pa.table(untyped, schema=LAKE_SCHEMA), lake / "untyped.parquet")
+
+    result = run_pipeline(settings, EventLake(lake), split=SplitParams(kind="none"), spark=spark)
+    assert result.steps["ingest"].info["left_out"] == {"impression": 3}
+    assert result.rows["ingest"] == {"interactions": 4}
+    kept = _pandas(result.path("clean", "interactions"), spark)
+    assert sorted(zip(kept["user_id"], kept["item_id"], kept["rating"], strict=True)) == [
+        ("u0", "i1", 1.0),
+        ("u0", "i2", 4.0),
+        ("u1", "i1", 1.0),
+        ("u2", "i3", 1.0),
+    ]
+
+    # A lake of canonical columns only (no type: an older lake) keeps every row.
+    plain = settings.home / "plain"
+    spark.createDataFrame(_frame()).write.parquet(str(plain))
+    frame, left_out = _from_lake(spark, plain)
+    assert left_out == {} and frame.count() == len(_frame())
+    # A lake of impressions only has nothing to train on, and says why.
+    only = settings.home / "only"
+    only_writer = LakeWriter(only, "events")
+    only_writer.add(0, 0, written[2])
+    only_writer.flush()
+    with pytest.raises(DataError, match="only rows left out: 1 impression"):
+        run_pipeline(settings, EventLake(only), spark=spark)
 
 
 def test_movielens_benchmark_split_and_features_match_the_pure_functions(

@@ -13,11 +13,19 @@ threshold`` (10 partitions): past them the server logs and returns a warning per
 which the driver logs again in the client. Unlogged means no atomicity across the batch,
 which nothing here needs: every row is idempotent on its own and a failed batch is retried
 whole.
+
+An impression's ``shown`` list is kept inside the ``context`` JSON under ``"shown"``, as
+the event lake keeps it (:meth:`~shared.events.Event.lake_context`, split back out by
+:meth:`~shared.events.Event.split_lake_context`), so the table is the one it always was.
+A row is bigger by the list (some 65 bytes an item), which the batch-size estimate
+counts; a lone row over the threshold goes as a batch of one partition, which the server
+does not size-check (CASSANDRA-10876).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import orjson
 from cassandra.cmurmur3 import murmur3
@@ -67,7 +75,9 @@ class CassandraEventHistoryStore(CassandraStore, EventHistoryStore):
                 e.item_id,
                 e.type.value,
                 e.value,
-                orjson.dumps(e.context).decode(),
+                # An impression's shown list rides in the context JSON, as in the event lake:
+                # no new column, so a table created before the list existed takes it as is.
+                orjson.dumps(e.lake_context()).decode(),
             )
             for e in events
         ]
@@ -88,18 +98,21 @@ class CassandraEventHistoryStore(CassandraStore, EventHistoryStore):
                 self._prepared("since", select + " AND ts >= ? LIMIT ?"),
                 (user_id, round(since * 1000), limit),
             )
-        return [
-            Event(
-                event_id=r.event_id,
-                user_id=user_id,
-                item_id=r.item_id,
-                type=r.type,
-                value=r.value,
-                timestamp=r.ts_ms / 1000,
-                context=orjson.loads(r.context or "{}"),
-            )
-            for r in rows
-        ]
+        return [_event(user_id, r) for r in rows]
+
+
+def _event(user_id: str, row: Any) -> Event:
+    context, shown = Event.split_lake_context(orjson.loads(row.context or "{}"))
+    return Event(
+        event_id=row.event_id,
+        user_id=user_id,
+        item_id=row.item_id,
+        type=row.type,
+        value=row.value,
+        timestamp=row.ts_ms / 1000,
+        context=context,
+        shown=shown,
+    )
 
 
 def _row_bytes(row: _Row) -> int:
