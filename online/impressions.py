@@ -71,7 +71,7 @@ class ImpressionLogger:
         *,
         max_pending: int = 10_000,
         batch_size: int = 500,
-        linger_s: float = 0.005,
+        linger_s: float = 0.1,
         close_timeout_s: float = 10.0,
     ) -> None:
         self.slot = slot

@@ -93,12 +93,14 @@ class StoreSlot(Generic[S]):
 
     async def call_async(self, fn: Callable[[S], Awaitable[R]], timeout_s: float) -> R:
         """``await fn(store)`` on the event loop (a non-blocking client), with the same
-        timeout, circuit breaker and in-flight cap as :meth:`call`."""
+        timeout, circuit breaker and in-flight cap as :meth:`call`. Awaited in the caller's
+        task: no task of its own to create and schedule on every request."""
         store = self._admit(timeout_s)
         self._in_flight += 1
-        task = asyncio.ensure_future(fn(store))
-        task.add_done_callback(self._settled)
-        return await self._outcome(task, timeout_s)
+        try:
+            return await self._outcome(fn(store), timeout_s)
+        finally:
+            self._in_flight -= 1
 
     def _admit(self, timeout_s: float) -> S:
         """The store, if a call may go to it now; else :class:`StageFailed` saying why."""
@@ -118,7 +120,8 @@ class StoreSlot(Generic[S]):
 
     async def _outcome(self, work: Awaitable[R], timeout_s: float) -> R:
         try:
-            result = await asyncio.wait_for(work, timeout_s)
+            async with asyncio.timeout(timeout_s):
+                result = await work
         except TimeoutError:
             self._failed()
             raise StageFailed(f"timeout after {timeout_s * 1000:.0f} ms") from None

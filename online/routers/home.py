@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, BackgroundTasks, HTTPException, Query, Response
+from fastapi import APIRouter, HTTPException, Query, Response
 from fastapi import Path as PathParam
 
 from online import home as rows
@@ -33,7 +33,6 @@ async def home(
     *,
     recommender: RecommenderDep,
     impressions: ImpressionsDep,
-    background: BackgroundTasks,
     k: Annotated[int, Query(ge=1, le=50, description="Items per row.")] = 12,
 ) -> Response:
     """The user's home page as rows: top picks (the blend), because you watched X (fresh
@@ -44,7 +43,7 @@ async def home(
     except NoBundle as err:
         raise HTTPException(503, f"no bundle to serve from: {err}") from err
     if recommender.settings.log_impressions:
-        background.add_task(impressions.log, page.top_picks)
+        impressions.log(page.top_picks)  # encodes and queues; a thread of its own sends
     bundle = page.catalogue
     # Plain dicts through orjson rather than the response models (FastAPI would validate the
     # ~40 tiles twice): ``response_model`` documents the shape, the tests hold it to it.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import orjson
-from fastapi import APIRouter, BackgroundTasks, HTTPException, Path, Query, Response
+from fastapi import APIRouter, HTTPException, Path, Query, Response
 
 from online.deps import ImpressionsDep, RecommenderDep
 from online.recommend import NoBundle
@@ -26,7 +26,6 @@ async def recommendations(
     *,
     recommender: RecommenderDep,
     impressions: ImpressionsDep,
-    background: BackgroundTasks,
     k: Annotated[int, Query(ge=1, le=100, description="How many items.")] = 10,
     surface: Annotated[
         str, Query(pattern=r"^[a-z][a-z0-9_]{0,31}$", description="Where the list is shown.")

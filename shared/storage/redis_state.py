@@ -125,6 +125,11 @@ redis.call('EXPIRE', seen, ttl)
 return new
 """
 
+# KEYS: state hash, recent list. ARGV: how many recent items. What the online tier reads.
+_READ_STATE = """
+return {redis.call('HGETALL', KEYS[1]), redis.call('LRANGE', KEYS[2], 0, tonumber(ARGV[1]) - 1)}
+"""
+
 
 class RedisUserStateStore(UserStateStore):
     """``redis://host:port/db[?namespace=prefix]``; every batch is one pipelined round trip."""
@@ -138,6 +143,7 @@ class RedisUserStateStore(UserStateStore):
             plain, socket_connect_timeout=2.0, socket_timeout=2.0, health_check_interval=30
         )
         self._script_sha: str | None = None
+        self._read_sha: str | None = None
         self._plain_url = plain
         # redis.asyncio clients belong to the event loop they first ran on: one per loop.
         self._async: tuple[asyncio.AbstractEventLoop, aioredis.Redis[bytes]] | None = None
@@ -155,14 +161,28 @@ class RedisUserStateStore(UserStateStore):
 
     async def aget(self, user_id: str) -> UserState | None:
         state_key, recent_key = self._keys(user_id)
+        client = self._async_client()
         try:
-            async with self._async_client().pipeline(transaction=False) as pipe:
-                pipe.hgetall(state_key)
-                pipe.lrange(recent_key, 0, self.recent_cap - 1)
-                fields, recent = await pipe.execute()
+            # One EVALSHA: a pipeline of HGETALL and LRANGE answers the same in one round
+            # trip too, but redis-py's pipeline object cost ~0.12 ms more CPU per read.
+            for attempt in range(2):
+                if self._read_sha is None:
+                    self._read_sha = str(await client.script_load(_READ_STATE))  # type: ignore[no-untyped-call]
+                try:
+                    flat, recent = await client.evalsha(  # type: ignore[no-untyped-call]
+                        self._read_sha, 2, state_key, recent_key, self.recent_cap
+                    )
+                    break
+                except redis.exceptions.NoScriptError:  # Redis restarted: load it again
+                    self._read_sha = None
+                    if attempt:
+                        raise
         except redis.RedisError as err:
             raise ServiceUnavailable(self.role, self.url, str(err)) from err
-        return _decode(user_id, fields, recent) if fields or recent else None
+        if not flat and not recent:
+            return None
+        fields = dict(zip(flat[::2], flat[1::2], strict=True))
+        return _decode(user_id, fields, recent)
 
     async def aclose(self) -> None:
         if self._async is not None and self._async[0] is asyncio.get_running_loop():
