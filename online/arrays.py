@@ -15,9 +15,9 @@ through both and asserts the same answers. Where the two could differ, this modu
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -30,6 +30,10 @@ FloatArray = npt.NDArray[np.float64]
 # Source codes, in the order the merge takes them (and an item lists its sources).
 SOURCE_ORDER = (PRECOMPUTED, FRESH, TRENDING, POPULAR)
 PRE, FRE, TRE, POP = range(4)
+_CODES = np.arange(len(SOURCE_ORDER), dtype=np.int8)
+_BITS = (1 << _CODES).astype(np.int8)
+_NO_INDEX: IntArray = np.empty(0, dtype=np.int64)
+_NO_SCORES: FloatArray = np.empty(0, dtype=np.float64)
 _NO_GENRE = -1
 
 
@@ -180,7 +184,7 @@ class Pool:
 def _first(index: IntArray, drop: npt.NDArray[np.bool_], quota: int) -> IntArray:
     """Positions of the first ``quota`` entries of ``index`` that are not dropped."""
     if quota <= 0 or not len(index):
-        return np.empty(0, dtype=np.int64)
+        return _NO_INDEX
     return np.flatnonzero(~drop[index])[:quota]
 
 
@@ -200,47 +204,50 @@ def merge(
     Whole-catalogue lists are cut before the mask: no more than ``drop.sum()`` of their
     first ``quota + dropped`` entries can be dropped.
     """
-    dropped = int(drop.sum())
-    # (source code, indices, scores, then per source: stored row or "because", label)
-    parts: list[tuple[int, IntArray, FloatArray, IntArray, npt.NDArray[Any]]] = []
-    if packed is not None:
-        keep = _first(packed.index, drop, quotas.precomputed)
-        parts.append((PRE, packed.index[keep], packed.scores[keep], keep, packed.label[keep]))
-    keep = _first(fresh.index, drop, quotas.fresh)
-    parts.append((FRE, fresh.index[keep], fresh.scores[keep], fresh.because[keep], keep))
-    for code, listed, quota in ((TRE, trending, quotas.trending), (POP, popular, quotas.popular)):
-        head = listed[: quota + dropped] if quota > 0 else listed[:0]
-        taken = head[_first(head, drop, quota)]
-        parts.append((code, taken, np.zeros(len(taken)), taken, taken))
-    index = np.concatenate([p[1] for p in parts])
-    source = np.concatenate([np.full(len(p[1]), p[0], dtype=np.int8) for p in parts])
-    score = np.concatenate([p[2] for p in parts])
-    rank = np.concatenate([np.arange(len(p[1]), dtype=np.int64) for p in parts])
-    if not len(index):
+    dropped = int(np.count_nonzero(drop))
+    none = _NO_INDEX
+    pre_keep = _first(packed.index, drop, quotas.precomputed) if packed is not None else none
+    fresh_keep = _first(fresh.index, drop, quotas.fresh)
+    listed = []
+    for whole, quota in ((trending, quotas.trending), (popular, quotas.popular)):
+        head = whole[: quota + dropped] if quota > 0 else none
+        listed.append(head[_first(head, drop, quota)])
+    parts = (
+        packed.index[pre_keep] if packed is not None else none,
+        fresh.index[fresh_keep],
+        *listed,
+    )
+    lengths = [len(p) for p in parts]
+    total = sum(lengths)
+    if not total:
         return _empty_pool()
-    uniq, first_at, inverse = np.unique(index, return_index=True, return_inverse=True)
-    order = np.argsort(first_at, kind="stable")  # pool slots in order of first appearance
-    slot_of = np.empty(len(uniq), dtype=np.int64)
-    slot_of[order] = np.arange(len(uniq))
-    slot = slot_of[inverse.ravel()]  # entry -> pool slot
-    at = first_at[order]  # pool slot -> its first entry
+    index = np.concatenate(parts)
+    pre_scores = packed.scores[pre_keep] if packed is not None else _NO_SCORES
+    score = np.concatenate((pre_scores, fresh.scores[fresh_keep], np.zeros(sum(lengths[2:]))))
+    source = np.repeat(_CODES, lengths)
+    entries = np.arange(total)
+    rank = entries - np.repeat(np.cumsum(lengths) - lengths, lengths)  # place in its source
+    # Dedupe: an item's first entry (the order a dict of the pool would keep) is its slot.
+    first_at = np.full(len(drop), total, dtype=np.int64)
+    np.minimum.at(first_at, index, entries)
+    is_first = first_at[index] == entries
+    at = np.flatnonzero(is_first)  # slot -> its first entry, in order of appearance
+    uniq = index[at]
+    slot_of = first_at  # reused: only the slots of this pool's items are read back
+    slot_of[uniq] = np.arange(len(uniq))
+    slot = slot_of[index]  # entry -> slot
     bits = np.zeros(len(uniq), dtype=np.int8)
+    np.bitwise_or.at(bits, slot, _BITS[source])  # every source that proposed the item
     because = np.full(len(uniq), -1, dtype=np.int64)
+    because[slot[lengths[0] : lengths[0] + lengths[1]]] = fresh.because[fresh_keep]
     stored_row = np.full(len(uniq), -1, dtype=np.int64)
     label = np.full(len(uniq), -1, dtype=np.int32)
-    start = 0
-    for code, taken, _, extra, extra2 in parts:
-        mine = slot[start : start + len(taken)]
-        bits[mine] |= np.int8(1 << code)
-        if code == PRE:  # the first source of all: only a repeat in its own list is not new
-            new = at[mine] == np.arange(start, start + len(taken))
-            stored_row[mine[new]] = extra[new]
-            label[mine[new]] = extra2[new]
-        elif code == FRE:
-            because[mine] = extra  # the one source with a "because"
-        start += len(taken)
+    if packed is not None and lengths[0]:  # precomputed comes first: its new items are its own
+        new = is_first[: lengths[0]]
+        stored_row[slot[: lengths[0]][new]] = pre_keep[new]
+        label[slot[: lengths[0]][new]] = packed.label[pre_keep[new]]
     return Pool(
-        index=uniq[order],
+        index=uniq,
         first=source[at],
         bits=bits,
         score=score[at],
@@ -278,48 +285,47 @@ def select(
     genre: npt.NDArray[np.int32],
     genre_cap: float,
     min_share: Mapping[str, float] = MIN_SHARE,
-) -> IntArray:
-    """:func:`online.blend.select` on arrays: pool positions of the ``k`` items, best first.
+) -> list[int]:
+    """:func:`online.blend.select` on the pool: positions of the ``k`` items, best first.
 
-    ``genre`` is each pool item's first-genre code (-1: none). An item whose genre already
-    has ``cap`` items before it in score order waits until the others are used up: the
-    loop of the reference counts only the items it keeps, and the kept items of a genre are
-    exactly its first ``cap``, so a running count per genre decides it.
+    ``genre`` is each pool item's first-genre code (-1: none). The order is one argsort;
+    the genre cap and the source slots are then a pass over plain ints, which for a few
+    hundred candidates costs less than the dozens of small array operations it would take.
     """
-    order = np.argsort(-scores, kind="stable")
-    cap = max(1, int(np.ceil(genre_cap * k)))
-    g = genre[order]
-    seen_before = _running_count(g)
-    deferred = (g != _NO_GENRE) & (seen_before >= cap)
-    ranked = np.concatenate([order[~deferred], order[deferred]])
-    chosen = np.zeros(len(pool), dtype=bool)
-    bits = pool.bits[ranked]
+    order: list[int] = np.argsort(-scores, kind="stable").tolist()
+    cap = max(1, math.ceil(genre_cap * k))
+    genres: list[int] = genre.tolist()
+    counts: dict[int, int] = {}
+    diversified: list[int] = []
+    deferred: list[int] = []
+    for i in order:
+        g = genres[i]
+        if g != _NO_GENRE:
+            seen = counts.get(g, 0)
+            if seen >= cap:
+                deferred.append(i)
+                continue
+            counts[g] = seen + 1
+        diversified.append(i)
+    ranked = diversified + deferred
+    bits: list[int] = pool.bits.tolist()
+    chosen: set[int] = set()
     for source, share in min_share.items():
         slots = max(int(share * k), 1 if k > len(min_share) else 0)
-        if slots <= 0:
-            continue
-        bit = np.int8(1 << SOURCE_ORDER.index(source))
-        mine = ranked[np.flatnonzero(((bits & bit) != 0) & ~chosen[ranked])[:slots]]
-        chosen[mine] = True
-    free = k - int(chosen.sum())
-    if free > 0:
-        rest = ranked[~chosen[ranked]][:free]
-        chosen[rest] = True
-    picked: IntArray = ranked[chosen[ranked]][:k]
-    return picked
-
-
-def _running_count(codes: npt.NDArray[np.int32]) -> IntArray:
-    """For each position, how many earlier positions hold the same code."""
-    if not len(codes):
-        return np.empty(0, dtype=np.int64)
-    by_code = np.argsort(codes, kind="stable")
-    sorted_codes = codes[by_code]
-    starts = np.flatnonzero(np.r_[True, sorted_codes[1:] != sorted_codes[:-1]])
-    run_start = np.repeat(starts, np.diff(np.r_[starts, len(codes)]))
-    out = np.empty(len(codes), dtype=np.int64)
-    out[by_code] = np.arange(len(codes)) - run_start
-    return out
+        bit = 1 << SOURCE_ORDER.index(source)
+        mine: list[int] = []
+        for i in ranked:
+            if len(mine) >= slots:
+                break
+            if bits[i] & bit and i not in chosen:
+                mine.append(i)
+        chosen.update(mine)
+    for i in ranked:
+        if len(chosen) >= k:
+            break
+        chosen.add(i)
+    picked = [i for i in ranked if i in chosen]
+    return picked[:k]
 
 
 def source_counts(first: npt.NDArray[np.int8]) -> dict[str, int]:

@@ -22,6 +22,7 @@ from online.arrays import CatalogueArrays
 from shared import bundle as layout
 from shared.fresh import FreshCandidates
 from shared.index import ItemIndex
+from shared.online_features import UnproposedRows
 from shared.ranker import Ranker
 
 _WARMUP_ROWS = (1, 64, 512)
@@ -69,6 +70,12 @@ class ServingBundle:
             popular=self.popular,
             trending=self.trending,
         )
+        self.unproposed: UnproposedRows | None = None
+        if self.ranker is not None:
+            try:
+                self.unproposed = UnproposedRows(self.ranker.spec, self.catalogue.popularity)
+            except ValueError:  # a ranker of another feature layout: each request says so
+                self.unproposed = None
 
     def popularity_of(self, items: list[str]) -> npt.NDArray[np.int64]:
         get = self._popularity.get

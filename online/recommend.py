@@ -277,10 +277,7 @@ class Recommender:
         genre = catalogue.genre[np.minimum(pool.index, catalogue.size)]
         chosen = arrays.select(pool, scores, k, genre=genre, genre_cap=self.settings.genre_cap)
         shown = scores if reranked else pool.score
-        out = [
-            _recommended(catalogue, packed, pool, i, score=float(shown[i]), cold=cold)
-            for i in chosen.tolist()
-        ]
+        out = _returned(catalogue, packed, pool, chosen, scores=shown, cold=cold)
         self._lap(got, "select", t)
         return out
 
@@ -362,9 +359,12 @@ def pool_features(
         features[at] = stored[pool.stored_row[at]]
         others = ~at
     if others.any():  # computed only for the candidates without a stored row
-        catalogue = bundle.catalogue
-        popularity = catalogue.popularity[np.minimum(pool.index[others], catalogue.size)]
-        features[others] = unproposed_features(spec, popularity, history)
+        index = np.minimum(pool.index[others], bundle.catalogue.size)
+        if bundle.unproposed is not None:  # the same rows, precomputed per bundle
+            features[others] = bundle.unproposed.rows(index, history)
+        else:  # raises for a spec of another layout: the request degrades, saying why
+            popularity = bundle.catalogue.popularity[index]
+            features[others] = unproposed_features(spec, popularity, history)
     return features
 
 
@@ -378,28 +378,46 @@ def _stored_features(packed: PackedCandidates | None, width: int) -> npt.NDArray
     return array
 
 
-def _recommended(
+# The source names of each bitmask of sources (16 combinations), in the order they list.
+_KINDS = tuple(
+    tuple(name for code, name in enumerate(arrays.SOURCE_ORDER) if bits >> code & 1)
+    for bits in range(1 << len(arrays.SOURCE_ORDER))
+)
+
+
+def _returned(
     catalogue: arrays.CatalogueArrays,
     packed: PackedCandidates | None,
     pool: Pool,
-    i: int,
+    chosen: list[int],
     *,
-    score: float,
+    scores: npt.NDArray[np.floating],
     cold: bool,
-) -> Recommended:
+) -> list[Recommended]:
     """The one Python object per item returned: id, score, sources and reason."""
-    bits = int(pool.bits[i])
-    sources = [
-        packed.labels[pool.label[i]] if code == arrays.PRE and packed is not None else name
-        for code, name in enumerate(arrays.SOURCE_ORDER)
-        if bits >> code & 1
-    ]
-    because = int(pool.because[i])
-    kinds = [name for code, name in enumerate(arrays.SOURCE_ORDER) if bits >> code & 1]
-    why = blend.explain(kinds, catalogue.titles[because] if because >= 0 else None, cold)
-    index = int(pool.index[i])
-    item = catalogue.ids[index] if index < catalogue.size else packed.item_id(index, catalogue)  # type: ignore[union-attr]
-    return Recommended(item, round(score, 6), sources, why)
+    at = np.asarray(chosen, dtype=np.int64)
+    out = []
+    for index, bits, label, because, score in zip(
+        pool.index[at].tolist(),
+        pool.bits[at].tolist(),
+        pool.label[at].tolist(),
+        pool.because[at].tolist(),
+        scores[at].tolist(),
+        strict=True,
+    ):
+        kinds = _KINDS[bits]
+        sources = list(kinds)
+        if packed is not None and kinds and kinds[0] == blend.PRECOMPUTED:
+            sources[0] = packed.labels[label]
+        why = blend.explain(kinds, catalogue.titles[because] if because >= 0 else None, cold)
+        item = catalogue.ids[index] if index < catalogue.size else _extra(packed, index, catalogue)
+        out.append(Recommended(item, round(score, 6), sources, why))
+    return out
+
+
+def _extra(packed: PackedCandidates | None, index: int, catalogue: arrays.CatalogueArrays) -> str:
+    assert packed is not None  # only packed candidates name items past the catalogue
+    return packed.item_id(index, catalogue)
 
 
 def _reason_kind(reason: str) -> str:

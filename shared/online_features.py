@@ -74,3 +74,38 @@ def history_length(
         column = spec.names.index(HISTORY_FEATURE)
         return round(float(np.expm1(np.float64(stored[0, column]))))
     return len(set(recent_items))
+
+
+class UnproposedRows:
+    """:func:`unproposed_features` for one catalogue, computed once: in such a row only the
+    item's popularity and the user's history vary (every generator column is the constant
+    "not proposed"), so the rows of all items are computed here through that same function
+    with history 0, and a request copies its items' rows and sets the history column, whose
+    value per history length comes from the function too (and is remembered)."""
+
+    _HISTORIES_KEPT = 10_000
+
+    def __init__(self, spec: FeatureSpec, item_popularity: npt.NDArray[np.integer]) -> None:
+        self.spec = spec
+        self._by_item = unproposed_features(spec, item_popularity, 0)
+        names = list(spec.names)
+        self._column = names.index(HISTORY_FEATURE) if HISTORY_FEATURE in names else None
+        self._history: dict[int, np.float32] = {}
+
+    def rows(self, items: npt.NDArray[np.integer], history: int) -> FloatArray:
+        """``[len(items), features]``: equal to ``unproposed_features(spec, popularity of
+        items, history)``; ``items`` index the popularity the rows were built from."""
+        out: FloatArray = self._by_item[items]
+        if self._column is not None:
+            out[:, self._column] = self._history_value(history)
+        return out
+
+    def _history_value(self, history: int) -> np.float32:
+        found = self._history.get(history)
+        if found is None:
+            if len(self._history) >= self._HISTORIES_KEPT:
+                self._history.clear()
+            assert self._column is not None
+            row = unproposed_features(self.spec, np.zeros(1, dtype=np.int64), history)
+            found = self._history[history] = row[0, self._column]
+        return found

@@ -7,7 +7,7 @@ from typing import Annotated
 import orjson
 from fastapi import APIRouter, HTTPException, Path, Query, Response
 
-from online.deps import ImpressionsDep, RecommenderDep
+from online.deps import RuntimeDep
 from online.recommend import NoBundle
 from online.schemas import RecommendationsResponse
 
@@ -24,8 +24,7 @@ router = APIRouter(tags=["recommendations"])
 async def recommendations(
     user_id: Annotated[str, Path(pattern=ID_PATTERN)],
     *,
-    recommender: RecommenderDep,
-    impressions: ImpressionsDep,
+    runtime: RuntimeDep,  # one dependency for both the recommender and the impression log
     k: Annotated[int, Query(ge=1, le=100, description="How many items.")] = 10,
     surface: Annotated[
         str, Query(pattern=r"^[a-z][a-z0-9_]{0,31}$", description="Where the list is shown.")
@@ -40,12 +39,15 @@ async def recommendations(
     excluded = {i.strip() for raw in exclude or [] for i in raw.split(",") if i.strip()}
     if len(excluded) > MAX_EXCLUDE:
         raise HTTPException(422, f"exclude: {len(excluded)} items, at most {MAX_EXCLUDE}")
+    recommender = runtime.recommender
     try:
         answer = await recommender.recommend(user_id, k, excluded, surface)
     except NoBundle as err:
         raise HTTPException(503, f"no bundle to serve from: {err}") from err
     if recommender.settings.log_impressions:
-        impressions.log(answer)  # encodes and queues (microseconds); a thread of its own sends
+        runtime.impressions.log(
+            answer
+        )  # encodes and queues (microseconds); a thread of its own sends
     # Serialised here with orjson, not through the response model: FastAPI would build the
     # models, validate them again against ``response_model`` and dump them, a millisecond
     # per request for a body whose shape is fixed here. ``response_model`` still documents

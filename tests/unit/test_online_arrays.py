@@ -207,7 +207,7 @@ def test_select_defers_a_full_genre_and_keeps_fresh_slots() -> None:
     scores = np.array([6, 5, 4, 3, 2, 1], np.float32)
     genre = np.array([0, 0, 0, 0, 0, 1], np.int32)
     chosen = arrays.select(pool, scores, 4, genre=genre, genre_cap=0.5)
-    assert chosen.tolist() == [0, 1, 5, 2]
+    assert chosen == [0, 1, 5, 2]
 
 
 def test_packed_candidates_keep_unknown_items_apart(bundle: ServingBundle, tmp_path: Path) -> None:

@@ -66,6 +66,31 @@ def test_score_shape_dtype_and_round_trip(tmp_path: Path) -> None:
         ranker.score(x[:, :3])
 
 
+def test_score_equals_the_modules_forward_and_follows_training() -> None:
+    """Serving scores without nn.Module's call machinery, on the net's own tensors: the
+    same numbers as the module, before and after its weights move (and with a prior)."""
+    import torch
+
+    names = [f"f{i}" for i in range(4)]
+    features = np.random.default_rng(2).standard_normal((64, 4)).astype(np.float32)
+    prior = {"f0": 1.0, "f2": -0.5}
+    ranker = Ranker.new(FeatureSpec.fit(names, features, (16, 8), 5, prior), "cpu", seed=4)
+    with torch.no_grad():
+        for p in ranker.net.parameters():  # a prior starts the last layer at zero
+            p.add_(torch.randn_like(p))
+
+    def module() -> np.ndarray:
+        with torch.inference_mode():
+            return np.asarray(ranker.net(torch.from_numpy(features)).numpy())
+
+    np.testing.assert_array_equal(ranker.score(features), module())
+    first = ranker.net.mlp[0]
+    assert isinstance(first, torch.nn.Linear)
+    with torch.no_grad():
+        first.weight.mul_(2.0)  # as an optimizer step does, in place
+    np.testing.assert_array_equal(ranker.score(features), module())
+
+
 def test_same_seed_same_weights() -> None:
     x = np.eye(4, dtype=np.float32)
     a, b = Ranker.new(spec(), "cpu", seed=5), Ranker.new(spec(), "cpu", seed=5)
