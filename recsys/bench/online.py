@@ -8,12 +8,20 @@ Against the real services by default (``--redis-url``, ``--cassandra-url``, ``--
 Targets, one after the other, each in its own uvicorn process (one worker by default):
 
 - ``bare``: a FastAPI app answering a constant, the ceiling of a Python service here;
+- ``floor``: the full path's external calls only (one Redis read, one FAISS search, one
+  ranker forward over the cached candidates, the top ``k`` as JSON; no merge, quotas, genre
+  cap, metrics or impressions), on the same stack and stores: what no request path doing
+  this work goes below (:mod:`recsys.bench.floor`; not in ``--quick``'s default, and not
+  with ``--embedded``, as it reads Redis);
 - ``precomputed``: recommendations from the precomputed candidates only (no fresh or
   trending candidates, stored order instead of the ranker, no genre cap);
 - ``fresh``: plus fresh and trending candidates; ``ranker``: plus the ranker;
 - ``full``: plus diversification, i.e. the request path as it is served;
 - ``mix``: the full path under the realistic mix (75% home page, 10% similar items, 15%
   events), with every answer checked.
+
+With both ``full`` and ``floor``, ``floor_ratio`` is full's CPU per request over the floor's:
+what the request path's own logic costs on top of the unavoidable calls.
 
 Every API target logs impressions, as the API is served (``RECSYS_LOG_IMPRESSIONS=true``) to
 the run's own event log: a Kafka topic (deleted after) or, ``--embedded``, SQLite.
@@ -77,7 +85,7 @@ STAGES: dict[str, tuple[str, dict[str, str]]] = {
     "full": ("+ diversification (full path)", {}),
     "mix": ("full path, realistic mix", {}),
 }
-TARGETS = ("bare", *STAGES)
+TARGETS = ("bare", "floor", *STAGES)
 QUICK_TARGETS = ("bare", "mix")
 GENERATORS = ("locust", "vegeta")
 
@@ -89,7 +97,11 @@ def command(
     dim: Annotated[int, typer.Option(help="Embedding dimension.")] = 32,
     candidates: Annotated[int, typer.Option(help="Precomputed candidates per user.")] = 200,
     targets: Annotated[
-        str, typer.Option(help=f"Comma-separated, among {', '.join(TARGETS)}.")
+        str,
+        typer.Option(
+            help=f"Comma-separated, among {', '.join(TARGETS)} (floor: the full path's"
+            " external calls only, its cheapest possible cost)."
+        ),
     ] = ",".join(TARGETS),
     start_rate: Annotated[float, typer.Option(help="First step of the ramp (req/s).")] = 25.0,
     max_rate: Annotated[float, typer.Option(help="Highest step the ramp may reach.")] = 1600.0,
@@ -136,6 +148,8 @@ def command(
         raise typer.BadParameter(f"--targets: unknown {sorted(unknown)}; use {', '.join(TARGETS)}")
     if target:
         chosen = [t for t in chosen if t in ("full", "mix")] or ["mix"]
+    if embedded and "floor" in chosen:
+        raise typer.BadParameter("--targets floor reads Redis: not with --embedded")
     must_reach = max([r for r in online_report.REPORT_RATES if r <= max_rate] or [max_rate])
     shape = loadgen.Ramp(
         rates=ramp.doubling_rates(start_rate, max_rate, online_report.REPORT_RATES),
@@ -191,6 +205,7 @@ def _finish(folder: Path, figures: dict[str, Any], budget_ms: float, as_json: bo
     figures["loadavg_end"] = list(os.getloadavg())
     figures["headline"] = {name: online_report.headline(t) for name, t in targets.items()}
     figures["capacity_ratio"] = online_report.capacity_ratio(figures["headline"])
+    figures["floor_ratio"] = online_report.floor_ratio(figures["headline"])
     figures["failed_requests"] = sum(t["totals"]["failures"] for t in targets.values())
     files = online_report.write_csv(folder, targets)
     files += [
@@ -295,6 +310,13 @@ def _one_target(
             goal = loadgen.Target(name, host, "ConstantVisitor", {"constant": 1}, "constant",
                                   label="bare FastAPI endpoint", server_pid=pid)  # fmt: skip
             return load(goal) | {"impressions": None}
+    if name == "floor":  # the full path's stores and bundle, none of its logic
+        from recsys.bench import floor  # imports FastAPI: only when it runs
+
+        with _server("floor", _floor_argv(workers), env, folder, "/healthz") as (host, pid):
+            goal = loadgen.Target(name, host, "Visitor", traffic.HOME_ONLY, "home",
+                                  label=floor.LABEL, server_pid=pid)  # fmt: skip
+            return load(goal) | {"impressions": "off"}
     label, extra = STAGES[name]
     mix = traffic.MIX if name == "mix" else traffic.HOME_ONLY
     if address is not None:
@@ -313,6 +335,17 @@ def _one_target(
         metrics = f"{host}/metrics" if workers == 1 else None
         goal = loadgen.Target(name, host, "Visitor", mix, "home", metrics, label, pid)
         return load(goal) | {"impressions": "on"}
+
+
+def _floor_argv(workers: int) -> Callable[[int], list[str]]:
+    def argv(port: int) -> list[str]:
+        return [
+            sys.executable, "-m", "uvicorn", "--factory", "recsys.bench.floor:floor_app",
+            "--port", str(port), "--workers", str(workers), "--log-level", "warning",
+            "--no-access-log",
+        ]  # fmt: skip
+
+    return argv
 
 
 def _bare_argv(port: int) -> list[str]:

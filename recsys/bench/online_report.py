@@ -82,6 +82,19 @@ def capacity_ratio(headlines: Mapping[str, Mapping[str, Any]]) -> float | None:
     return round(float(full["max_rate"]) / float(bare["max_rate"]), 4)
 
 
+def floor_ratio(headlines: Mapping[str, Mapping[str, Any]]) -> float | None:
+    """The full path's CPU per answered request over the floor's (its external calls only),
+    in one run: how many times the unavoidable work the path costs. None unless both were
+    run and both CPU figures were measured."""
+    full, floor = headlines.get("full"), headlines.get("floor")
+    if not full or not floor:
+        return None
+    over, under = full.get("cpu_ms_per_request"), floor.get("cpu_ms_per_request")
+    if not over or not under:
+        return None
+    return round(float(over) / float(under), 4)
+
+
 def _stages_at(target: Mapping[str, Any], rate: float) -> dict[str, Any]:
     for step in target["steps"]:
         if not step["warmup"] and step["rate"] == rate:
@@ -152,14 +165,22 @@ def _cpu(headline: Mapping[str, Any]) -> str:
 
 
 def _ratio(figures: Mapping[str, Any]) -> list[str]:
+    lines = []
     ratio = figures.get("capacity_ratio")
-    if ratio is None:
-        return []
-    return [
-        "",
-        f"Capacity ratio (full path's highest rate under budget over the bare endpoint's):"
-        f" {ratio:.3f}.",
-    ]
+    if ratio is not None:
+        lines += [
+            "",
+            f"Capacity ratio (full path's highest rate under budget over the bare endpoint's):"
+            f" {ratio:.3f}.",
+        ]
+    floor = figures.get("floor_ratio")
+    if floor is not None:
+        lines += [
+            "",
+            f"Floor ratio (full path's CPU per request over the floor's, the external calls"
+            f" only): {floor:.2f}.",
+        ]
+    return lines
 
 
 def _stage_table(figures: Mapping[str, Any]) -> list[str]:

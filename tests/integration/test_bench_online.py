@@ -2,7 +2,8 @@
 vegeta.
 
 Real Redis, Cassandra (candidates) and Kafka (events and impressions); the bare endpoint and
-the full path (under the realistic mix with locust, alone with vegeta) at 25 and 50 req/s.
+the full path (under the realistic mix with locust, alone with vegeta) at 25 and 50 req/s,
+and the floor (the full path's external calls only) beside the full path at 50 req/s.
 They check that the report is written, that no request failed (every answer is checked:
 status, shape, no duplicates, no seen items) and that the API's CPU per request was
 measured; they assert nothing about timing, which depends on the machine.
@@ -43,6 +44,7 @@ def test_quick_run_writes_the_report_and_no_request_fails(tmp_path: Path) -> Non
         assert target["generator"] == "locust"
     assert figures["headline"]["mix"]["impressions"] == "on"
     assert figures["capacity_ratio"] is None  # no full target in --quick
+    assert figures["floor_ratio"] is None  # nor a floor
     mix = json.loads((folder / "results.json").read_text())["targets"]["mix"]
     measured = [s for s in mix["steps"] if not s["warmup"]]
     assert {s["rate"] for s in measured} == {25.0, 50.0}
@@ -81,3 +83,33 @@ def test_vegeta_drives_the_same_steps(tmp_path: Path) -> None:
     assert step["vegeta"]["requests"] == step["all"]["count"] > 0
     assert step["vegeta"]["success_ratio"] == 1.0
     assert "handler" in step["stages"]
+
+
+@pytest.mark.redis
+@pytest.mark.cassandra
+@pytest.mark.kafka
+@pytest.mark.timeout(300)  # about 70 s on a quiet 2-core machine
+def test_floor_beside_the_full_path(tmp_path: Path) -> None:
+    # one measured step per target (3 s at 50 req/s) after a 2 s warm-up
+    figures, folder = bench_cli(
+        tmp_path / "home", "online", "--quick", "--targets", "floor,full", "--start-rate", "50"
+    )
+    report = (folder / "results.md").read_text()
+    # every answer of the floor was checked as the full path's are: shape, k distinct items,
+    # none already seen
+    assert figures["failed_requests"] == 0, report
+    headline = figures["headline"]
+    assert list(headline) == ["floor", "full"]
+    floor = headline["floor"]
+    assert floor["label"] == "floor: the external calls only"
+    assert floor["requests"] > 0
+    assert floor["at_50"]["failures"] == 0
+    assert floor["impressions"] == "off"
+    for name, target in headline.items():
+        assert target["cpu_ms_per_request"] > 0, (name, target["cpu_basis"])
+    ratio = figures["floor_ratio"]
+    assert ratio is not None
+    assert ratio > 0
+    assert ratio == round(headline["full"]["cpu_ms_per_request"] / floor["cpu_ms_per_request"], 4)
+    assert "floor: the external calls only (floor)" in report
+    assert "Floor ratio" in report
