@@ -1,15 +1,18 @@
 """The request path of ``GET /v1/users/{id}/recommendations``, inside a deadline.
 
-1. user state (Redis) and precomputed candidates (Cassandra, through a TTL cache) are read
-   concurrently, each within the store timeout and what is left of the budget;
+1. user state (Redis, one script call) and precomputed candidates (Cassandra, through a TTL
+   cache that keeps them packed as arrays) are read, concurrently on a cache miss, each
+   within the store timeout and what is left of the budget;
 2. fresh candidates: FAISS neighbours of the recent items (or of the session vector);
    trending items always, popular items when the user is cold or precomputed are missing;
 3. merge with per-source quotas, dedupe, drop seen and excluded items;
 4. rank: precomputed candidates keep the feature rows the offline job stored with them,
-   the others get :func:`shared.online_features.unproposed_features`; one batch through
-   the resident ranker (arm ``blend``: each source's own order instead);
+   the others get :func:`shared.online_features.unproposed_features`'s rows; one batch
+   through the resident ranker (arm ``blend``: each source's own order instead);
 5. select ``k`` with a per-genre cap and a few slots kept for fresh and trending items.
 
+Steps 2-5 work on item indices and arrays (:mod:`online.arrays`), by the rules that
+:mod:`online.blend` states item by item; objects are made for the ``k`` items returned.
 A stage that fails or runs out of time is left out and named in ``failures``; the answer
 is then ``degraded``, never an error and never late.
 """
