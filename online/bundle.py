@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 import pandas as pd
 
 from online.arrays import CatalogueArrays
@@ -56,17 +55,13 @@ class ServingBundle:
     load_seconds: float = 0.0
 
     def __post_init__(self) -> None:
-        # Per-item lookups of the request path, as flat dicts built once per bundle.
-        self.first_genre: dict[str, str] = {
-            i: item.genres[0] for i, item in self.items.items() if item.genres
-        }
-        self._popularity: dict[str, int] = {i: it.n_interactions for i, it in self.items.items()}
         # Dense indices and per-item arrays of the request path (see online.arrays).
+        items = self.items
         self.catalogue = CatalogueArrays.build(
             self.fresh.embeddings.ids,
-            titles={i: item.title for i, item in self.items.items()},
-            popularity=self._popularity,
-            first_genre=self.first_genre,
+            titles={i: item.title for i, item in items.items()},
+            popularity={i: item.n_interactions for i, item in items.items()},
+            first_genre={i: item.genres[0] for i, item in items.items() if item.genres},
             popular=self.popular,
             trending=self.trending,
         )
@@ -76,10 +71,6 @@ class ServingBundle:
                 self.unproposed = UnproposedRows(self.ranker.spec, self.catalogue.popularity)
             except ValueError:  # a ranker of another feature layout: each request says so
                 self.unproposed = None
-
-    def popularity_of(self, items: list[str]) -> npt.NDArray[np.int64]:
-        get = self._popularity.get
-        return np.fromiter((get(i, 0) for i in items), dtype=np.int64, count=len(items))
 
     def similar(self, item_id: str, k: int) -> list[tuple[str, float]]:
         """The ``k`` items nearest to ``item_id`` (itself excluded); [] for unknown items."""

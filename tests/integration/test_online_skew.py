@@ -108,7 +108,8 @@ def test_fallback_features_share_the_offline_signals(
         other = next(i for i in bundle.popular if i not in set(cands.items))
         pool = _pool(bundle, packed, blend.Quotas(precomputed=len(cands.items)), popular=[other])
         history = round(float(np.expm1(np.float64(cands.features[0, hist]))))
-        fallback = unproposed_features(spec, bundle.popularity_of(cands.items), history)
+        popularity = bundle.catalogue.popularity[bundle.catalogue.indices(cands.items)]
+        fallback = unproposed_features(spec, popularity, history)
         # item popularity from the catalogue == the popularity the offline job used
         np.testing.assert_allclose(fallback[:, pop], cands.features[:, pop], rtol=1e-6)
         np.testing.assert_allclose(fallback[:, hist], cands.features[:, hist], rtol=1e-6)

@@ -52,7 +52,8 @@ def reference_items(
         scores = bundle.ranker.score(ranking_features(bundle, pool, cands, recent))
     else:
         scores = blend.stored_order_scores(pool)
-    chosen = blend.select(pool, scores, k, genre_of=bundle.first_genre.get, genre_cap=genre_cap)
+    first_genre = {i: item.genres[0] for i, item in bundle.items.items() if item.genres}
+    chosen = blend.select(pool, scores, k, genre_of=first_genre.get, genre_cap=genre_cap)
 
     def title(item: str) -> str:
         found = bundle.items.get(item)
@@ -142,7 +143,8 @@ def ranking_features(
             features[list(rows)] = stored[list(stored_rows)]
             others = [i for i, e in enumerate(pool) if e.stored_row is None]
     if others:
-        popularity = bundle.popularity_of([pool[i].item_id for i in others])
+        found = (bundle.items.get(pool[i].item_id) for i in others)
+        popularity = np.fromiter((f.n_interactions if f else 0 for f in found), dtype=np.int64)
         features[others] = unproposed_features(spec, popularity, history)
     return features
 
