@@ -11,6 +11,8 @@ from shared.settings import Settings
 from shared.storage import factory
 from shared.storage.sqlite.candidates import SqliteCandidateStore
 from shared.storage.sqlite.event_log import SqliteEventLog
+from shared.storage.sqlite.history import SqliteEventHistoryStore
+from shared.storage.sqlite.user_state import SqliteUserStateStore
 
 
 def test_scheme_picks_the_implementation(tmp_path: Path) -> None:
@@ -53,9 +55,24 @@ def _settings(tmp_path: Path, **urls: str) -> Settings:
 
 def test_embedded_defaults_open_and_answer(tmp_path: Path) -> None:
     stores = factory.open_stores(_settings(tmp_path))
-    stores.init_schema()
-    stores.ping()
-    stores.close()
+    try:
+        stores.init_schema()
+        assert [type(s) for s in stores.all()] == [
+            SqliteEventLog,
+            SqliteUserStateStore,
+            SqliteCandidateStore,
+            SqliteEventHistoryStore,
+        ]
+        assert sorted(p.name for p in tmp_path.glob("*.db")) == [
+            "cand.db",
+            "hist.db",
+            "log.db",
+            "state.db",
+        ]
+        assert stores.user_state.get("nobody") is None  # an empty store answers a read
+        stores.ping()
+    finally:
+        stores.close()
 
 
 @pytest.mark.parametrize(
