@@ -15,7 +15,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
-from online.routers import admin, health, home, items, users
+from online.routers import admin, health, items, users
 from online.runtime import Runtime
 from online.settings import OnlineSettings
 from shared.settings import Settings
@@ -67,7 +67,6 @@ def create_app(
     )
 
     app.include_router(users.router)
-    app.include_router(home.router)
     app.include_router(items.router)
     for router in routers:
         app.include_router(router)
