@@ -45,7 +45,7 @@ def demo(
     ] = False,
     dataset: Annotated[
         str | None,
-        typer.Option(help="movielens-100k or synthetic [default: MovieLens 100K when found]."),
+        typer.Option(help="movielens-100k or synthetic (default: MovieLens 100K when found)."),
     ] = None,
     synthetic_interactions: Annotated[
         int, typer.Option(min=1_000, help="Size of the synthetic dataset when one is generated.")
@@ -80,5 +80,6 @@ def main() -> None:
     except ValidationError as err:  # a RECSYS_* variable that does not parse
         first = err.errors()[0]
         name = "RECSYS_" + "_".join(str(p) for p in first["loc"]).upper()
-        err_console.print(f"[red]error:[/] setting {name}: {first['msg']}", soft_wrap=True)
+        message = first["msg"].removeprefix("Value error, ")  # pydantic's prefix for ValueError
+        err_console.print(f"[red]error:[/] setting {name}: {message}", soft_wrap=True)
         sys.exit(2)

@@ -34,7 +34,7 @@ app.add_typer(generate_app, name="generate")
 def download_movielens(
     dest: Annotated[
         Path | None,
-        typer.Option(help="Folder to install into [default: settings movielens_dir]."),
+        typer.Option(help="Folder to install into (default: settings movielens_dir)."),
     ] = None,
     url: Annotated[str, typer.Option(help="Zip to fetch (holding ml-100k/u.data ...).")] = (
         MOVIELENS_100K_URL
@@ -76,11 +76,15 @@ def download_movielens(
 def generate_synthetic(
     *,
     interactions: Annotated[int, typer.Option("--interactions", "-n", min=1, help="Events.")],
-    users: Annotated[int | None, typer.Option(min=1, help="[default: interactions/100]")] = None,
-    items: Annotated[int | None, typer.Option(min=1, help="[default: interactions/500]")] = None,
+    users: Annotated[
+        int | None, typer.Option(min=1, help="Users (default: interactions/100)")
+    ] = None,
+    items: Annotated[
+        int | None, typer.Option(min=1, help="Items (default: interactions/500)")
+    ] = None,
     seed: Annotated[int, typer.Option(min=0, help="Same seed, same data.")] = 0,
     out: Annotated[
-        Path | None, typer.Option(help="Output folder [default: <datasets_dir>/synthetic].")
+        Path | None, typer.Option(help="Output folder (default: <datasets_dir>/synthetic).")
     ] = None,
     chunk_size: Annotated[int, typer.Option(min=1, help="Rows per Parquet part file.")] = (
         1_000_000
@@ -129,7 +133,7 @@ def info(
         str | None,
         typer.Option(help="Column mapping for CSV/Parquet: user=userId,item=movieId[,...]."),
     ] = None,
-    delimiter: Annotated[str | None, typer.Option(help="CSV delimiter [default: guess].")] = None,
+    delimiter: Annotated[str | None, typer.Option(help="CSV delimiter (default: guess).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Print counts, density, time range and rating histogram of a dataset."""

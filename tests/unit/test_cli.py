@@ -24,7 +24,10 @@ def test_unknown_scheme_exits_2_naming_role_and_url(
     monkeypatch.setenv("RECSYS_CANDIDATES_URL", "mongodb://127.0.0.1/x")
     assert _run(["storage", "init"], monkeypatch) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("error: candidates store: unknown URL scheme in 'mongodb://127.0.0.1/x'")
+    assert err == (
+        "error: setting RECSYS_CANDIDATES_URL: URL scheme must be one of cassandra://, "
+        "sqlite://, memory://; got 'mongodb://127.0.0.1/x'"
+    )
     assert len(err.splitlines()) == 1
 
 
