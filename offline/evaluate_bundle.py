@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 
 from offline.generators.matrix import IdIndex
-from offline.job import Fitted, RankedLists
 from offline.pipeline.run import default_work_dir
 from offline.report import Evaluation, metrics_of
+from offline.spec import Fitted, RankedLists
 from shared.bundle import HOLDOUT
 from shared.errors import DataError
 from shared.registry import ModelRegistry

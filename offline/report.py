@@ -27,10 +27,10 @@ from offline.metrics import (
     ranking_metrics,
     slice_metrics,
 )
+from offline.spec import Fitted, JobSpec, RankedLists
 from shared.errors import DataError
 
 if TYPE_CHECKING:
-    from offline.job import Fitted, JobSpec, RankedLists
     from offline.pipeline.run import PipelineResult
 
 IntArray = npt.NDArray[np.int32]

@@ -17,7 +17,6 @@ from fastapi.staticfiles import StaticFiles
 
 from online.routers import admin, health, items, users
 from online.runtime import Runtime
-from online.settings import OnlineSettings
 from shared.settings import Settings
 from shared.storage.candidates import CandidateStore
 from shared.storage.event_log import EventLog
@@ -26,7 +25,6 @@ from shared.storage.user_state import UserStateStore
 
 def create_app(
     settings: Settings | None = None,
-    online: OnlineSettings | None = None,
     *,
     user_state: UserStateStore | None = None,
     candidates: CandidateStore | None = None,
@@ -45,7 +43,6 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = Runtime(
             settings or Settings(),
-            online or OnlineSettings(),
             user_state=user_state,
             candidates=candidates,
             event_log=event_log,

@@ -1,10 +1,10 @@
 """A model bundle made ready to serve: everything a request needs, loaded once.
 
-:func:`load_serving_bundle` reads the ranker (onto the device chosen by
-``shared.device.resolve_torch_device``, then warmed up so the first request pays no
-lazy initialisation), the FAISS index, the item vectors and the catalogue. A request
-takes one reference to a :class:`ServingBundle` and uses only that, so a swap to a new
-bundle never mixes two bundles inside one answer.
+:func:`load_serving_bundle` reads the ranker (onto the device that
+``shared.device.resolve_device`` decides from ``device``, the API passing ``RECSYS_DEVICE``,
+then warmed up so the first request pays no lazy initialisation), the FAISS index, the
+item vectors and the catalogue. A request takes one reference to a :class:`ServingBundle`
+and uses only that, so a swap to a new bundle never mixes two bundles inside one answer.
 """
 
 from __future__ import annotations

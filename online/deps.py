@@ -17,7 +17,7 @@ from online.impressions import ImpressionLogger
 from online.metrics import OnlineMetrics
 from online.recommend import Recommender
 from online.runtime import Runtime
-from online.settings import OnlineSettings
+from shared.settings import Settings
 
 
 def _runtime(request: Request) -> Runtime:
@@ -58,7 +58,7 @@ async def require_admin(
     request: Request, authorization: Annotated[str | None, Header()] = None
 ) -> None:
     """Bearer token from settings; without a configured token the endpoints are off (404)."""
-    settings: OnlineSettings = _runtime(request).online
+    settings: Settings = _runtime(request).settings
     if not settings.admin_token:
         raise HTTPException(404, "admin endpoints are disabled (RECSYS_ADMIN_TOKEN unset)")
     given = (authorization or "").removeprefix("Bearer ").strip()

@@ -11,6 +11,8 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from shared.settings import ARM_NAMES
+
 
 @dataclass(frozen=True)
 class Arm:
@@ -20,13 +22,15 @@ class Arm:
     rerank: bool
 
 
-ARMS: dict[str, Arm] = {
-    "control": Arm("control", rerank=True),
-    "blend": Arm("blend", rerank=False),
+_RERANK = {
+    "control": True,
+    "blend": False,
     # Re-ranks like control, meant to be bound to another bundle (a challenger model)
     # through the experiment_bundles setting.
-    "challenger": Arm("challenger", rerank=True),
+    "challenger": True,
 }
+# One per name in shared.settings.ARM_NAMES (the names the settings accept).
+ARMS: dict[str, Arm] = {name: Arm(name, rerank=_RERANK[name]) for name in ARM_NAMES}
 
 
 def bucket(user_id: str, salt: str) -> float:

@@ -35,9 +35,9 @@ from online.bundle import ServingBundle
 from online.experiments import ARMS, Arm, assign
 from online.holder import BundleHolder
 from online.metrics import OnlineMetrics
-from online.settings import OnlineSettings
 from online.stores import CandidateCache, StageFailed, StoreSlot
 from shared.online_features import history_length, unproposed_features
+from shared.settings import Settings
 from shared.storage.candidates import Candidates, CandidateStore
 from shared.storage.user_state import UserState, UserStateStore
 
@@ -111,7 +111,7 @@ class Recommender:
 
     def __init__(
         self,
-        settings: OnlineSettings,
+        settings: Settings,
         holder: BundleHolder,
         user_state: StoreSlot[UserStateStore],
         candidates: StoreSlot[CandidateStore],

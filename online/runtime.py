@@ -17,7 +17,6 @@ from online.holder import BundleHolder
 from online.impressions import ImpressionLogger
 from online.metrics import OnlineMetrics
 from online.recommend import Recommender
-from online.settings import OnlineSettings
 from online.stores import StoreSlot, candidate_version
 from shared.heap import freeze_startup_heap
 from shared.registry import ModelRegistry
@@ -39,7 +38,6 @@ class Runtime:
     def __init__(
         self,
         settings: Settings,
-        online: OnlineSettings,
         *,
         user_state: UserStateStore | None = None,
         candidates: CandidateStore | None = None,
@@ -47,9 +45,8 @@ class Runtime:
         app_state: Any = None,
     ) -> None:
         self.settings = settings
-        self.online = online
         self.metrics = OnlineMetrics()
-        self._executor = ThreadPoolExecutor(online.store_threads, thread_name_prefix="stores")
+        self._executor = ThreadPoolExecutor(settings.store_threads, thread_name_prefix="stores")
         cfg = settings
         self.user_state = self._slot(
             "user_state",
@@ -68,11 +65,14 @@ class Runtime:
         given = (user_state, candidates, event_log)
         self._owned = [s for s, g in zip(self.slots, given, strict=True) if g is None]
         self.holder = BundleHolder(
-            ModelRegistry(settings.registry_url), online.device, self.metrics, prepare=self.prepare
+            ModelRegistry(settings.registry_url),
+            settings.device,
+            self.metrics,
+            prepare=self.prepare,
         )
         self.impressions = ImpressionLogger(self.event_log, self.metrics)
         self.recommender = Recommender(
-            online, self.holder, self.user_state, self.candidates, self.metrics
+            settings, self.holder, self.user_state, self.candidates, self.metrics
         )
         self._poller: asyncio.Task[None] | None = None
         self._app_state = app_state  # gets .event_log, for the events router
@@ -83,15 +83,15 @@ class Runtime:
             name,
             chosen,
             self._executor,
-            self.online.store_retry_s,
-            max_in_flight=self.online.store_threads,
+            self.settings.store_retry_s,
+            max_in_flight=self.settings.store_threads,
         )
 
     async def start(self) -> None:
         """Open what answers, load the live bundle, start polling; never fails on a store."""
         await self.open_missing()
         await self.holder.refresh()
-        await self.holder.pin(set(self.online.experiment_bundles.values()))
+        await self.holder.pin(set(self.settings.experiment_bundles.values()))
         freeze_startup_heap()  # before the first request: no full collection walks all this
         self._poller = asyncio.create_task(self._poll(), name="bundle-poller")
 
@@ -135,11 +135,11 @@ class Runtime:
 
     async def _poll(self) -> None:
         while True:
-            await asyncio.sleep(self.online.reload_interval_s)
+            await asyncio.sleep(self.settings.reload_interval_s)
             try:
                 await self.open_missing()
                 await self.holder.refresh()
-                await self.holder.pin(set(self.online.experiment_bundles.values()))
+                await self.holder.pin(set(self.settings.experiment_bundles.values()))
                 current = self.holder.current
                 if current is not None and current.version not in self.holder.candidate_versions:
                     await self.resolve(current)

@@ -191,8 +191,9 @@ def _has_candidates(settings: Settings, version: str) -> bool:
 
 
 def _train(settings: Settings, dataset: str) -> str:
-    from offline.job import JobSpec, run_offline
+    from offline.job import run_offline
     from offline.pipeline.split import SplitParams
+    from offline.spec import JobSpec
     from recsys.offline_cli import dataset_items
 
     say(
@@ -313,9 +314,8 @@ def _serve(settings: Settings, options: DemoOptions, version: str) -> None:
 
     from nearline.api import router as events_router
     from online.app import create_app
-    from online.settings import OnlineSettings
 
-    app = create_app(settings, OnlineSettings(), routers=[events_router])
+    app = create_app(settings, routers=[events_router])
     server = uvicorn.Server(
         uvicorn.Config(app, host=options.host, port=options.port, log_level="warning")
     )

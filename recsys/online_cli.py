@@ -25,12 +25,11 @@ def api_factory() -> FastAPI:
 
     from nearline.api import router as events_router
     from online.app import create_app
-    from online.settings import OnlineSettings
 
     threads = int(os.environ.get(_THREADS_ENV, "1"))
     torch.set_num_threads(threads)
     faiss.omp_set_num_threads(threads)
-    return create_app(Settings(), OnlineSettings(), routers=[events_router])
+    return create_app(Settings(), routers=[events_router])
 
 
 @app.command()

@@ -1,32 +1,68 @@
-"""The one place that decides CPU or GPU for torch (the ranker, offline and online).
+"""CPU or GPU: one decision, from the requested device and whether torch sees CUDA.
 
-``implicit`` (offline ALS) has its own CUDA build and its own check in
-``offline.generators.device``; torch's CUDA support is independent of it, so the two
-answers can differ on one machine.
+:func:`resolve_device` makes it (``RECSYS_DEVICE``: ``auto``, ``cpu`` or ``cuda``). The
+torch ranker, trained offline and served online, gets its ``torch.device`` from it
+(:func:`resolve_torch_device`); implicit's ALS follows the same decision
+(:func:`implicit_device`), except that it runs on the CPU, with a warning, when the
+decision is the GPU but implicit was built without CUDA (its CUDA build is separate from
+torch's).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import logging
+from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
     import torch
 
-DEVICE_CHOICES = ("auto", "cpu", "cuda")
+log = logging.getLogger(__name__)
+
+DeviceChoice = Literal["auto", "cpu", "cuda"]
+Device = Literal["cpu", "cuda"]
+DEVICE_CHOICES: tuple[DeviceChoice, ...] = ("auto", "cpu", "cuda")
 
 
-def resolve_torch_device(device: str = "auto") -> torch.device:
-    """``"auto"`` -> the first CUDA device when torch sees one, else the CPU.
+def resolve_device(device: str = "auto") -> Device:
+    """``"auto"`` -> ``"cuda"`` when torch sees a CUDA device, else ``"cpu"``.
 
-    Asking for ``"cuda"`` without one fails here, at start-up, not at the first request.
+    Asking for ``"cuda"`` without one fails here, at start-up, not at the first request or
+    mid-training; anything but ``auto``, ``cpu`` or ``cuda`` is a ``ValueError``.
     """
-    import torch
-
     if device not in DEVICE_CHOICES:
         raise ValueError(f"device must be one of {DEVICE_CHOICES}, got {device!r}")
+    if device == "cpu":
+        return "cpu"
+    import torch
+
     has_cuda = torch.cuda.is_available()
     if device == "cuda" and not has_cuda:
         raise RuntimeError("device='cuda' asked for, but torch sees no CUDA device")
-    if device == "cpu" or not has_cuda:
-        return torch.device("cpu")
-    return torch.device("cuda", 0)
+    return "cuda" if has_cuda else "cpu"
+
+
+def resolve_torch_device(device: str = "auto") -> torch.device:
+    """:func:`resolve_device`'s decision as a ``torch.device`` (the first GPU or the CPU)."""
+    import torch
+
+    if resolve_device(device) == "cuda":
+        return torch.device("cuda", 0)
+    return torch.device("cpu")
+
+
+def implicit_device(device: str = "auto") -> Device:
+    """Where implicit's ALS runs: :func:`resolve_device`'s decision, but ``"cpu"`` (with a
+    logged warning) when that is ``"cuda"`` and implicit was built without CUDA."""
+    decided = resolve_device(device)
+    if decided == "cpu":
+        return "cpu"
+    import implicit.gpu
+
+    if not implicit.gpu.HAS_CUDA:
+        log.warning(
+            "device %r resolved to cuda, but implicit was built without CUDA support; "
+            "ALS runs on the CPU (install a CUDA build of implicit to train it on the GPU)",
+            device,
+        )
+        return "cpu"
+    return "cuda"

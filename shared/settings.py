@@ -1,17 +1,46 @@
 """Settings for every tier: one pydantic-settings class, read from ``RECSYS_*`` variables.
 
 Build it in ``main()`` or the FastAPI lifespan (``Settings()``), never at import time.
-Each storage role is one URL; the defaults are embedded implementations so that the demo
-runs on a fresh machine with nothing started.
+Each storage role is one URL whose scheme is checked when the settings load (a wrong one
+is a validation error naming the field and the schemes that role accepts); the defaults
+are embedded implementations so that the demo runs on a fresh machine with nothing
+started. The online API's fields (deadlines, caches, quotas, experiments) are here too,
+grouped below the shared ones.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ARM_NAMES: tuple[str, ...] = ("control", "blend", "challenger")
+"""Names of the experiment arms; :data:`online.experiments.ARMS` says how each answers."""
+
+
+def _schemes(*allowed: str) -> Callable[[str], str]:
+    """A validator that returns the URL unchanged when its scheme is one of ``allowed``."""
+
+    def check(url: str) -> str:
+        scheme = urlsplit(url).scheme
+        if scheme not in allowed:
+            expected = ", ".join(f"{s}://" for s in allowed)
+            raise ValueError(f"URL scheme must be one of {expected}; got {url!r}")
+        return url
+
+    return check
+
+
+# The schemes each role's factory opens (shared/storage/factory.py; the registry: file://).
+EventLogUrl = Annotated[str, AfterValidator(_schemes("kafka", "sqlite", "memory"))]
+UserStateUrl = Annotated[str, AfterValidator(_schemes("redis", "sqlite", "memory"))]
+CandidatesUrl = Annotated[str, AfterValidator(_schemes("cassandra", "sqlite", "memory"))]
+HistoryUrl = Annotated[str, AfterValidator(_schemes("cassandra", "sqlite", "memory"))]
+RegistryUrl = Annotated[str, AfterValidator(_schemes("file"))]
 
 
 class Settings(BaseSettings):
@@ -23,19 +52,19 @@ class Settings(BaseSettings):
         Path("var"),
         description="Folder for embedded stores, model bundles and the event lake.",
     )
-    event_log_url: str = Field(
+    event_log_url: EventLogUrl = Field(
         description="Event log: kafka://host:port[,host:port]/topic, sqlite:///path or memory://.",
     )
-    user_state_url: str = Field(
+    user_state_url: UserStateUrl = Field(
         description="Fresh per-user state: redis://host:port/db, sqlite:///path or memory://.",
     )
-    candidates_url: str = Field(
+    candidates_url: CandidatesUrl = Field(
         description="Precomputed candidates: cassandra://host:port/keyspace, sqlite:///path, memory://.",
     )
-    history_url: str = Field(
+    history_url: HistoryUrl = Field(
         description="Event history: cassandra://host:port/keyspace, sqlite:///path or memory://.",
     )
-    registry_url: str = Field(
+    registry_url: RegistryUrl = Field(
         description="Model bundles and registry: file://path (local folder or mounted volume).",
     )
     # Unset URLs default to embedded stores under ``home`` (see _embedded_defaults).
@@ -70,6 +99,72 @@ class Settings(BaseSettings):
         description="Parquet event lake (partitioned by date) the nearline tier appends to and "
         "the next offline run reads; default <home>/lake.",
     )
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto",
+        description="CPU or GPU, decided once (shared.device): the torch ranker, trained offline"
+        " and served online, and implicit's ALS run there; auto: the GPU when torch sees one,"
+        " cuda without one fails at start-up. ALS falls back to the CPU, with a warning, when"
+        " implicit was built without CUDA.",
+    )
+
+    # Online API: what the request path may spend, where it degrades, who may administer it.
+    budget_ms: float = Field(
+        80.0, gt=0, description="Per-request deadline: a degraded answer beats a late one."
+    )
+    store_timeout_ms: float = Field(
+        30.0, gt=0, description="Most a store read (user state, candidates) may take."
+    )
+    admin_token: str | None = Field(
+        None, description="Bearer token of the /v1/admin endpoints; unset: they are disabled."
+    )
+    reload_interval_s: float = Field(
+        5.0, gt=0, description="Seconds between checks of the registry's live bundle."
+    )
+    store_retry_s: float = Field(
+        5.0, gt=0, description="Seconds between attempts to open a store that did not answer."
+    )
+    candidates_cache_ttl_s: float = Field(
+        300.0,
+        ge=0,
+        description="Seconds a user's precomputed candidates stay cached. Entries are keyed by"
+        " candidate version, which is never rewritten, so this bounds an entry's age, not its"
+        " staleness; a miss costs a Cassandra read (about 0.73 ms of client CPU, measured).",
+    )
+    candidates_cache_size: int = Field(
+        20_000,
+        ge=0,
+        description="Users kept in that cache; about 41 KiB each with 200 candidates and their"
+        " feature rows (measured), so 20,000 users are about 0.8 GB per API worker.",
+    )
+    store_threads: int = Field(16, ge=1, description="Threads for blocking store clients.")
+    experiment_salt: str = Field("exp1", description="Salt of the user -> arm hash.")
+    experiment_arms: dict[str, float] = Field(
+        default_factory=lambda: {"control": 1.0},
+        description='Arm weights as JSON, e.g. {"control": 0.5, "blend": 0.5}; arms: control '
+        "(the ranker re-scores every candidate), blend (stored order, no re-ranking) and"
+        " challenger (re-ranks like control; bind it to another bundle in experiment_bundles).",
+    )
+    experiment_bundles: dict[str, str] = Field(
+        default_factory=dict,
+        description='Arm -> bundle version it is served from, as JSON, e.g. {"challenger": '
+        '"20261129T103000Z-3fa2c1"}; arms not listed follow the live bundle.',
+    )
+    fresh_quota: int = Field(50, ge=0, description="Most fresh candidates (recent neighbours).")
+    precomputed_quota: int = Field(
+        100,
+        ge=0,
+        description="Most precomputed candidates (their stored order is already the ranker's).",
+    )
+    trending_quota: int = Field(20, ge=0, description="Most trending candidates per request.")
+    popular_quota: int = Field(100, ge=0, description="Most popular candidates (cold users).")
+    genre_cap: float = Field(
+        0.5, gt=0, le=1, description="Most of a list one (first) genre may fill."
+    )
+    log_impressions: bool = Field(
+        True,
+        description="Send one impression event per answer: the items shown with positions and"
+        " sources; arm, bundle, surface and request id in context.",
+    )
 
     @property
     def lake_dir(self) -> Path:
@@ -84,6 +179,24 @@ class Settings(BaseSettings):
             for field, target in _EMBEDDED.items():
                 data.setdefault(field, target.format(home=home.as_posix()))
         return data
+
+    @field_validator("experiment_arms")
+    @classmethod
+    def _known_arms(cls, arms: dict[str, float]) -> dict[str, float]:
+        unknown = set(arms) - set(ARM_NAMES)
+        if unknown or not arms or any(w < 0 for w in arms.values()) or sum(arms.values()) <= 0:
+            raise ValueError(
+                f"arms must be among {sorted(ARM_NAMES)} with weights >= 0, got {arms}"
+            )
+        return arms
+
+    @field_validator("experiment_bundles")
+    @classmethod
+    def _known_bound_arms(cls, bound: dict[str, str]) -> dict[str, str]:
+        unknown = set(bound) - set(ARM_NAMES)
+        if unknown:
+            raise ValueError(f"unknown arms {sorted(unknown)}; arms are {sorted(ARM_NAMES)}")
+        return bound
 
 
 _EMBEDDED = {

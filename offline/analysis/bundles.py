@@ -30,7 +30,6 @@ import pandas as pd
 
 from offline.evaluate_bundle import bundle_split
 from offline.generators.matrix import IdIndex
-from offline.job import Fitted, RankedLists
 from offline.metrics import (
     SliceThresholds,
     catalogue_coverage,
@@ -40,6 +39,7 @@ from offline.metrics import (
     slice_metrics,
 )
 from offline.report import Evaluation
+from offline.spec import Fitted, RankedLists
 from shared import bundle as layout
 from shared.registry import BundleInfo, ModelRegistry
 from shared.settings import Settings

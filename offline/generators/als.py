@@ -8,7 +8,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from offline.generators.base import FactorGenerator
-from offline.generators.device import resolve_device
+from shared.device import implicit_device
 
 
 class AlsGenerator(FactorGenerator):
@@ -40,7 +40,7 @@ class AlsGenerator(FactorGenerator):
         self.bm25 = bm25  # (K1, B) or None
         self.binary = binary
         self.seed = seed
-        self.device = resolve_device(device)
+        self.device = implicit_device(device)  # RECSYS_DEVICE's decision, or CPU (see there)
         self.num_threads = num_threads  # implicit's own CPU threads; 0 = all cores
         self._users = None
         self._items = None

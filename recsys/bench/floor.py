@@ -205,7 +205,6 @@ def build() -> Floor:
     import torch
 
     from online.bundle import load_serving_bundle
-    from online.settings import OnlineSettings
     from online.stores import candidate_version
     from recsys.online_cli import _THREADS_ENV
     from shared.registry import ModelRegistry
@@ -224,7 +223,7 @@ def build() -> Floor:
     live = registry.live()
     if live is None:
         raise RuntimeError(f"no live bundle in {settings.registry_url}")
-    bundle = load_serving_bundle(live.version, registry.path(live.version), OnlineSettings().device)
+    bundle = load_serving_bundle(live.version, registry.path(live.version), settings.device)
     state = RedisUserStateStore(
         settings.user_state_url, settings.user_state_ttl_s, settings.recent_items_cap
     )

@@ -27,7 +27,6 @@ from fastapi import FastAPI
 
 from nearline.api import router as events_router
 from online.app import create_app
-from online.settings import OnlineSettings
 from shared.events import Event, EventType
 from shared.registry import ModelRegistry
 from shared.settings import Settings
@@ -149,9 +148,10 @@ def seed_state(url: str) -> None:
     state.close()
 
 
-def online(**overrides: Any) -> OnlineSettings:
+def online(settings: Settings, **overrides: Any) -> Settings:
+    """``settings`` (the stores, the registry) with the online fields these tests use."""
     values: dict[str, Any] = {"device": "cpu", "budget_ms": BUDGET_MS, "reload_interval_s": 3600}
-    return OnlineSettings(**(values | overrides))
+    return Settings(**(settings.model_dump() | values | overrides))
 
 
 def kinds(body: dict[str, Any]) -> set[str]:
@@ -170,7 +170,7 @@ def timed_gets(client: httpx.Client, path: str, n: int) -> tuple[list[dict[str, 
 
 
 def test_full_blend_on_real_stores_and_impressions_on_kafka(world: Settings) -> None:
-    with Served(create_app(world, online(), routers=[events_router])) as client:
+    with Served(create_app(online(world), routers=[events_router])) as client:
         assert client.get("/readyz").json()["ready"]
         bodies, _ = timed_gets(client, "/v1/users/u0/recommendations?k=10", 5)
         body = bodies[-1]
@@ -234,7 +234,7 @@ def test_redis_stopped_answers_on_time_degraded(world: Settings, tmp_path: Path)
                 assert time.monotonic() < deadline, "own redis-server did not start"
                 time.sleep(0.1)
         settings = world.model_copy(update={"user_state_url": url})
-        with Served(create_app(settings, online())) as client:
+        with Served(create_app(online(settings))) as client:
             warm, _ = timed_gets(client, "/v1/users/u0/recommendations", 2)
             assert not warm[-1]["degraded"] and "fresh" in kinds(warm[-1])
             redis.kill()
@@ -254,7 +254,7 @@ def test_redis_stopped_answers_on_time_degraded(world: Settings, tmp_path: Path)
 def test_cassandra_unreachable_at_start_stalled_then_lost_while_serving(world: Settings) -> None:
     nowhere = f"cassandra://127.0.0.1:{free_port()}/nothing"
     settings = world.model_copy(update={"candidates_url": nowhere})
-    with Served(create_app(settings, online())) as client:  # starts without Cassandra
+    with Served(create_app(online(settings))) as client:  # starts without Cassandra
         ready = client.get("/readyz")
         assert ready.status_code == 503 and "unreachable" in ready.json()["checks"]["candidates"]
         bodies, seconds = timed_gets(client, "/v1/users/u0/recommendations", 5)
@@ -270,7 +270,7 @@ def test_cassandra_unreachable_at_start_stalled_then_lost_while_serving(world: S
     via_proxy = world.model_copy(
         update={"candidates_url": f"cassandra://127.0.0.1:{proxy.port}/{keyspace}"}
     )
-    app = create_app(via_proxy, online(candidates_cache_ttl_s=0))
+    app = create_app(online(via_proxy, candidates_cache_ttl_s=0))
     try:
         with Served(app) as client:
             before, _ = timed_gets(client, "/v1/users/u1/recommendations", 2)
@@ -303,7 +303,7 @@ def test_bundle_swap_under_concurrent_requests_fails_none(world: Settings) -> No
     assert first is not None
     newer = make_bundle(registry, seed=5)
     stop = threading.Event()
-    with Served(create_app(world, online(reload_interval_s=0.2))) as client:
+    with Served(create_app(online(world, reload_interval_s=0.2))) as client:
 
         def hammer(user: str) -> list[tuple[int, str]]:
             out = []

@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 from pyspark.sql import SparkSession
 
-from offline.job import JobResult, JobSpec, ModelParams, run_offline
+from offline.job import run_offline
 from offline.pipeline import FrameSource
 from offline.spark import spark_session
+from offline.spec import JobResult, JobSpec, ModelParams
 from online import arrays, blend
 from online.arrays import Fresh, PackedCandidates, Pool
 from online.bundle import ServingBundle, load_serving_bundle

@@ -10,8 +10,8 @@ import pytest
 
 from offline.analysis import bundles, dataset, experiments
 from offline.generators.matrix import IdIndex
-from offline.job import Fitted, RankedLists
 from offline.report import Evaluation
+from offline.spec import Fitted, RankedLists
 from shared.events import Event, EventType, Shown
 from shared.registry import BundleInfo
 from shared.storage.factory import open_user_state

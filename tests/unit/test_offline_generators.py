@@ -14,10 +14,10 @@ from offline.generators.als import AlsGenerator
 from offline.generators.base import ScoringGenerator
 from offline.generators.blend import BlendGenerator
 from offline.generators.covisit import CovisitationGenerator
-from offline.generators.device import resolve_device
 from offline.generators.ease import EaseGenerator
 from offline.generators.popularity import PopularityGenerator
 from offline.metrics import ranking_metrics
+from shared import device as devices
 
 
 def planted(seed: int = 0) -> tuple[sp.csr_matrix, sp.csr_matrix]:
@@ -118,11 +118,34 @@ def test_ease_refuses_huge_catalogues() -> None:
         EaseGenerator(max_items=3).fit(sp.csr_matrix(np.eye(4, dtype=np.float32)))
 
 
-def test_device_resolution() -> None:
-    assert resolve_device("cpu") == "cpu"
-    assert resolve_device("auto") in ("cpu", "cuda")
+def test_als_follows_the_device_decision(monkeypatch: pytest.MonkeyPatch) -> None:
+    import implicit.gpu
+
+    assert devices.implicit_device("cpu") == "cpu"
+    assert AlsGenerator(device="cpu").device == "cpu"
     with pytest.raises(ValueError, match="device"):
-        resolve_device("tpu")
+        AlsGenerator(device="tpu")
+    monkeypatch.setattr(devices, "resolve_device", lambda device="auto": "cuda")
+    monkeypatch.setattr(implicit.gpu, "HAS_CUDA", True)
+    assert devices.implicit_device("auto") == "cuda"
+
+
+def test_als_falls_back_to_cpu_without_implicit_cuda(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The decision is the GPU (torch sees one) but implicit was built without CUDA: ALS
+    still trains, on the CPU, and says why."""
+    import implicit.gpu
+
+    monkeypatch.setattr(devices, "resolve_device", lambda device="auto": "cuda")
+    monkeypatch.setattr(implicit.gpu, "HAS_CUDA", False)
+    with caplog.at_level("WARNING", logger="shared.device"):
+        als = AlsGenerator(factors=4, iterations=2, device="auto")
+    assert als.device == "cpu"
+    assert "implicit was built without CUDA" in caplog.text
+    train, _ = planted()
+    als.fit(train)
+    assert als.score(np.arange(3)).shape == (3, train.shape[1])
 
 
 def test_id_index_builds_binary_matrix() -> None:

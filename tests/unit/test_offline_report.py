@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from offline.generators.matrix import IdIndex
-from offline.job import Fitted, RankedLists
 from offline.report import Evaluation, metrics_of, recommendations_frame
+from offline.spec import Fitted, RankedLists
 
 
 def _frame(rows: list[tuple[str, str]]) -> pd.DataFrame:

@@ -23,7 +23,6 @@ from online.impressions import ImpressionLogger, encode_impression
 from online.metrics import OnlineMetrics
 from online.recommend import Answer, Recommended
 from online.schemas import RecommendationsResponse
-from online.settings import OnlineSettings
 from online.stores import StoreSlot
 from shared.events import Event, EventType, Shown
 from shared.registry import ModelRegistry
@@ -74,17 +73,18 @@ def stores(version: str) -> Iterator[tuple[Any, Any, Any]]:
         store.close()
 
 
-def online_settings(**overrides: Any) -> OnlineSettings:
+def online_settings(settings: Settings, **overrides: Any) -> Settings:
+    """``settings`` (the stores, the registry) with the online fields these tests use."""
     values: dict[str, Any] = {"admin_token": TOKEN, "reload_interval_s": 3600, "device": "cpu"}
-    return OnlineSettings(**(values | overrides))
+    return Settings(**(settings.model_dump() | values | overrides))
 
 
 def build(settings: Settings, stores: tuple[Any, Any, Any], **overrides: Any) -> FastAPI:
     state, cands, log = stores
+    user_state = overrides.pop("user_state", None) or state
     return create_app(
-        settings,
-        online_settings(**overrides),
-        user_state=overrides.pop("user_state", None) or state,
+        online_settings(settings, **overrides),
+        user_state=user_state,
         candidates=cands,
         event_log=log,
         routers=[events_router],

@@ -17,9 +17,9 @@ from online.experiments import ARMS
 from online.holder import BundleHolder
 from online.metrics import OnlineMetrics
 from online.recommend import CachedCandidates, Recommended, Recommender, _Gathered
-from online.settings import OnlineSettings
 from online.stores import StoreSlot
 from shared.registry import ModelRegistry
+from shared.settings import Settings
 from shared.storage.candidates import Candidates
 from shared.storage.user_state import UserState
 from tests.unit.reference_path import reference_items
@@ -36,7 +36,7 @@ def bundle(tmp_path_factory: pytest.TempPathFactory) -> ServingBundle:
     return load_serving_bundle(version, registry.path(version), device="cpu")
 
 
-def recommender(bundle: ServingBundle, settings: OnlineSettings) -> Recommender:
+def recommender(bundle: ServingBundle, settings: Settings) -> Recommender:
     executor = ThreadPoolExecutor(1)
     metrics = OnlineMetrics()
     registry = ModelRegistry(f"file://{bundle.path.parent}")
@@ -93,7 +93,7 @@ def random_case(
         "exclude": exclude,
         "arm": ARMS[str(rng.choice(list(ARMS)))],
         "k": int(rng.choice([1, 2, 3, 5, 10, 10, 10, 20, 50, 100])),
-        "settings": OnlineSettings(genre_cap=float(rng.choice([0.2, 0.5, 0.5, 1.0])), **quotas),
+        "settings": Settings(genre_cap=float(rng.choice([0.2, 0.5, 0.5, 1.0])), **quotas),
     }
 
 
@@ -123,12 +123,12 @@ def served(rec: Recommender, bundle: ServingBundle, case: dict[str, Any]) -> lis
         cached=None if case["cands"] is None else CachedCandidates(case["cands"]),
         failures=dict(case["failures"]),
     )
-    settings: OnlineSettings = case["settings"]
+    settings: Settings = case["settings"]
     rec.settings, rec.quotas = settings, quotas_of(settings)
     return rec._compute(bundle, case["arm"], got, case["k"], set(case["exclude"]))
 
 
-def quotas_of(settings: OnlineSettings) -> blend.Quotas:
+def quotas_of(settings: Settings) -> blend.Quotas:
     return blend.Quotas(
         precomputed=settings.precomputed_quota,
         fresh=settings.fresh_quota,
@@ -138,7 +138,7 @@ def quotas_of(settings: OnlineSettings) -> blend.Quotas:
 
 
 def reference(bundle: ServingBundle, case: dict[str, Any]) -> list[Recommended]:
-    settings: OnlineSettings = case["settings"]
+    settings: Settings = case["settings"]
     return reference_items(
         bundle,
         case["arm"],
@@ -155,7 +155,7 @@ def reference(bundle: ServingBundle, case: dict[str, Any]) -> list[Recommended]:
 def test_same_answers_as_the_item_by_item_path(bundle: ServingBundle) -> None:
     rng = np.random.default_rng(2026)
     rows = candidate_rows(n_users=10, n_items=N_ITEMS)
-    rec = recommender(bundle, OnlineSettings())
+    rec = recommender(bundle, Settings())
     branches = {"cold": 0, "fresh": 0, "session": 0, "extras": 0, "blend": 0, "empty": 0}
     for n in range(CASES):
         case = random_case(rng, bundle, rows)

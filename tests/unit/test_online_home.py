@@ -13,7 +13,6 @@ from fastapi.testclient import TestClient
 from nearline.api import router as events_router
 from online.app import CLIENT_DIR, create_app
 from online.schemas import HomeResponse
-from online.settings import OnlineSettings
 from shared.registry import ModelRegistry
 from shared.settings import Settings
 from shared.storage.factory import open_candidates, open_event_log, open_user_state
@@ -26,7 +25,9 @@ RECENT = ["i5", "i60", "i1"]  # most recent first
 @pytest.fixture(scope="module")
 def stores(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     home = tmp_path_factory.mktemp("home")
-    settings = Settings(home=home, registry_url=f"file://{home}/models")
+    settings = Settings(
+        home=home, registry_url=f"file://{home}/models", reload_interval_s=3600, device="cpu"
+    )
     registry = ModelRegistry(settings.registry_url)
     version = make_bundle(registry)
     registry.promote(version)
@@ -50,7 +51,6 @@ def stores(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
 def client(stores: dict[str, Any]) -> Iterator[TestClient]:
     app = create_app(
         stores["settings"],
-        OnlineSettings(reload_interval_s=3600, device="cpu"),
         user_state=stores["state"],
         candidates=stores["cands"],
         event_log=stores["log"],

@@ -10,7 +10,7 @@ import scipy.sparse as sp  # type: ignore[import-untyped]
 
 from offline.generators.popularity import PopularityGenerator
 from offline.ranker_training import CandidateSet, _pairs, candidate_labels, candidate_union
-from shared.device import resolve_torch_device
+from shared.device import resolve_device, resolve_torch_device
 from shared.ranker import FeatureSpec, Ranker, assemble_features, feature_names
 
 
@@ -99,9 +99,25 @@ def test_same_seed_same_weights() -> None:
 
 def test_resolve_torch_device() -> None:
     assert resolve_torch_device("cpu").type == "cpu"
-    assert resolve_torch_device("auto").type in ("cpu", "cuda")
+    assert resolve_torch_device("auto").type == resolve_device("auto")
     with pytest.raises(ValueError, match="device must be"):
         resolve_torch_device("tpu")
+
+
+def test_device_decision_follows_torch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """auto: the GPU exactly when torch sees one; cuda without one fails at start-up."""
+    import torch
+
+    assert resolve_device("cpu") == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device("auto") == "cuda" and resolve_device("cuda") == "cuda"
+    assert resolve_device("cpu") == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == "cpu"
+    with pytest.raises(RuntimeError, match="no CUDA device"):
+        resolve_device("cuda")
+    with pytest.raises(ValueError, match="device must be"):
+        resolve_device("gpu")
 
 
 def test_candidate_union_labels_and_pairs() -> None:
