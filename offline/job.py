@@ -20,18 +20,21 @@
    metrics and cold/warm/heavy slices (:mod:`offline.report`).
 6. ``index``: a FAISS index of the ALS item vectors, its recall against exact search
    measured and recorded.
-7. ``publish``: candidates are written to the candidate store under the bundle's version
-   (not yet live), the bundle is published to the registry, then the candidates version
-   is activated and the bundle promoted. Anything failing before the switches leaves the
-   live bundle and the live candidates as they were.
+7. ``register``, ``promote``, ``export`` (:mod:`offline.publish`): the candidates are
+   written to the candidate store under the bundle's version (not yet live) and the bundle
+   is published to the registry; then, unless ``--no-promote``, the candidate version is
+   activated and the bundle made live; then the recommendations file is written
+   (``--recommendations-out``). Anything failing before promotion leaves the live bundle
+   and the live candidates as they were.
+
+The specification and result types (:class:`~offline.spec.JobSpec`,
+:class:`~offline.spec.JobResult`, ...) live in :mod:`offline.spec`.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -41,9 +44,7 @@ import scipy.sparse as sp
 
 from offline.generators.base import ScoringGenerator, torch_threads
 from offline.generators.matrix import IdIndex
-from offline.pipeline.clean import CleanParams
-from offline.pipeline.ingest import Source
-from offline.pipeline.split import SplitParams
+from offline.publish import export, promote, register
 from offline.ranker_training import (
     CandidateSet,
     TrainConfig,
@@ -53,100 +54,25 @@ from offline.ranker_training import (
     candidate_labels,
     train_ranker,
 )
+from offline.report import evaluation_report
+from offline.spec import (
+    Fitted,
+    JobResult,
+    JobSpec,
+    ModelParams,
+    RankedLists,
+    StepCallback,
+    Timer,
+)
 from shared.errors import DataError
 from shared.ranker import Ranker
+from shared.registry import ModelRegistry
 from shared.settings import Settings
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-IntArray = npt.NDArray[np.int32]
-StepCallback = Callable[[str, float, str], None]  # step name, seconds, one-line detail
 _SCORE_BATCH = 2048  # users ranked at once in the final pass (bounds memory)
-
-
-@dataclass(frozen=True)
-class ModelParams:
-    """Generator, blend and ranker parameters. Defaults: tuned on a validation split of
-    MovieLens 100K (``offline.experiments.ml100k_baselines``), never on its test part."""
-
-    ease_l2: float = 500.0
-    als_factors: int = 16
-    als_regularization: float = 0.001
-    als_alpha: float = 5.0
-    als_iterations: int = 15
-    covisit_neighbours: int = 400
-    covisit_asymmetry: float = 0.7
-    blend_weights: Mapping[str, float] = field(
-        default_factory=lambda: {"ease": 1.0, "als": 2.0, "covisit": 0.5}
-    )
-    item_item_max_items: int = 20_000  # EASE/co-visitation hold items x items in memory
-    per_generator: int = 50  # each generator's top-n pooled into the ranker's candidates
-    ranker_epochs: int = 10
-    ranker_negatives: int = 32
-    ranker_max_users: int = 50_000  # users the ranker trains on (sampled above this)
-    seed: int = 0
-
-    def as_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["blend_weights"] = dict(self.blend_weights)
-        return out
-
-
-@dataclass(frozen=True)
-class JobSpec:
-    """What to run on: the source and how to split and evaluate it."""
-
-    source: Source
-    label: str  # what the report calls the data (a dataset name or a path)
-    split: SplitParams = field(default_factory=SplitParams)
-    clean: CleanParams = field(default_factory=CleanParams)
-    items: pd.DataFrame | None = None  # item metadata: item_id, title, year, genres
-    holdout: pd.DataFrame | None = None  # canonical frame: evaluate on it, train on all
-    k: int = 10
-    candidates_per_user: int = 200
-    params: ModelParams = field(default_factory=ModelParams)
-    train_ranker: bool = True
-    promote: bool = True
-    recommendations_out: Path | None = None
-    trending_window_s: int = 7 * 86_400
-
-
-@dataclass
-class JobResult:
-    version: str
-    bundle: Path
-    promoted: bool
-    metrics: dict[str, float]
-    report: dict[str, Any]
-    seconds: dict[str, float]
-
-
-@dataclass
-class Fitted:
-    """Everything learned, in dense ids of ``index``."""
-
-    index: IdIndex
-    train: sp.csr_matrix
-    members: list[ScoringGenerator]
-    popularity: npt.NDArray[np.int64]  # distinct training users per item
-    ranker: Ranker | None
-    ranker_report: TrainReport | None
-    skipped: dict[str, str]  # generator -> why it did not run
-    weights: dict[str, float]  # blend weight per member (the ranker's prior)
-
-
-class Timer:
-    """Collects step durations and forwards them to the progress callback."""
-
-    def __init__(self, callback: StepCallback | None) -> None:
-        self.callback = callback
-        self.seconds: dict[str, float] = {}
-
-    def done(self, step: str, started: float, detail: str = "") -> None:
-        self.seconds[step] = time.perf_counter() - started
-        if self.callback is not None:
-            self.callback(step, self.seconds[step], detail)
 
 
 def run_offline(
@@ -160,7 +86,6 @@ def run_offline(
     Without ``spark`` the pipeline builds a session from settings and stops it after.
     """
     from offline.pipeline.run import run_pipeline
-    from offline.publish import publish
 
     timer = Timer(progress)
     started = time.perf_counter()
@@ -187,20 +112,25 @@ def run_offline(
         "candidates", started, f"{len(users):,} users, up to {spec.candidates_per_user} each"
     )
 
-    from offline.report import evaluation_report
-
     started = time.perf_counter()
     report = evaluation_report(fitted, lists, test, spec, result)
     timer.done("evaluate", started, _headline(report))
 
-    return publish(
-        settings,
-        spec=spec,
-        fitted=fitted,
-        lists=lists,
+    version = register(
+        settings, spec=spec, fitted=fitted, lists=lists, report=report, pipeline=result, timer=timer
+    )
+    if spec.promote:
+        started = time.perf_counter()
+        promote(settings, version)
+        timer.done("promote", started, f"{version} is live")
+    export(spec, fitted, lists, result)
+    return JobResult(
+        version=version,
+        bundle=ModelRegistry(settings.registry_url).path(version),
+        promoted=spec.promote,
+        metrics=dict(report.get("metrics", {})),
         report=report,
-        pipeline=result,
-        timer=timer,
+        seconds=dict(timer.seconds),
     )
 
 
@@ -270,7 +200,7 @@ def _als(settings: Settings, params: ModelParams) -> ScoringGenerator:
         from offline.spark import spark_session
 
         return make_als("spark", spark_session(settings, "recsys-offline-als"), **kwargs)
-    return make_als("implicit", None, **kwargs, device="auto")
+    return make_als("implicit", None, **kwargs, device=settings.device)
 
 
 def blend_weight(params: ModelParams, member: str) -> float:
@@ -309,6 +239,7 @@ def fit_models(settings: Settings, train: pd.DataFrame, spec: JobSpec, timer: Ti
             negatives=params.ranker_negatives,
             seed=params.seed,
             prior=blend_prior(weights),
+            device=settings.device,
         )
         ranker, report = train_ranker(cands, candidate_labels(cands, valid_matrix), config)
         timer.done(
@@ -335,22 +266,6 @@ def _ranker_users(
         rng = np.random.default_rng(params.seed)
         usable = np.sort(rng.choice(usable, params.ranker_max_users, replace=False))
     return usable.astype(np.int64)
-
-
-@dataclass
-class RankedLists:
-    """Per user (rows of the training matrix): ranked items, scores and sources."""
-
-    items: IntArray  # [users, n], -1 padded
-    scores: npt.NDArray[np.float32]
-    sources: list[list[str]]  # per user, per kept item: "ease+als", "popularity", ...
-    # The ranker's input features of each kept item, [users, n, features]; None when
-    # no feature was computed (users without history get the popular list, no features).
-    features: npt.NDArray[np.float32] | None = None
-    has_features: npt.NDArray[np.bool_] | None = None  # [users]
-
-    def top(self, k: int) -> IntArray:
-        return self.items[:, :k]
 
 
 def rank_users(fitted: Fitted, users: npt.NDArray[np.int64], n: int) -> RankedLists:
@@ -447,27 +362,3 @@ def _membership(
     )
     labels: npt.NDArray[np.object_] = table[codes]
     return labels
-
-
-def iter_user_lists(
-    index: IdIndex, lists: RankedLists, users: Sequence[int] | None = None
-) -> Iterator[tuple[str, list[str], list[float], list[str], npt.NDArray[np.float32] | None]]:
-    """(user id, item ids, scores, sources, features or None) per user with any item."""
-    item_ids = index.items.to_numpy(dtype=object)
-    rows = range(lists.items.shape[0]) if users is None else users
-    for row in rows:
-        items = lists.items[row]
-        keep = items >= 0
-        if not keep.any():
-            continue
-        yield (
-            str(index.users[row]),
-            [str(i) for i in item_ids[items[keep]]],
-            [float(s) for s in lists.scores[row][keep]],
-            lists.sources[row],
-            lists.features[row][keep]
-            if lists.features is not None
-            and lists.has_features is not None
-            and lists.has_features[row]
-            else None,
-        )

@@ -1,15 +1,23 @@
-"""The last steps of the offline job: FAISS index, bundle, candidates, switches.
+"""The last steps of the offline job, in three parts the job calls in order.
 
-Order matters for what readers see (see :mod:`offline.job`): the candidates are written
-under the new version first (invisible), the bundle is published (listed, not live),
-then the candidate version is activated and the bundle promoted. A failure before the
-switches leaves what was live untouched; the half-written candidate version is dropped.
+1. :func:`register`: the FAISS index is built, the candidates are written to the candidate
+   store under the new version (nobody reads it yet) and the bundle is published to the
+   registry (listed, not live). If anything fails here, the half-written candidate version
+   is dropped and the staging folder removed: the live bundle and the live candidates are
+   untouched.
+2. :func:`promote`: the candidate version is activated and the bundle made live. This is
+   also what ``recsys models promote VERSION`` runs, so a run with ``--no-promote`` is
+   finished later by the same code.
+3. :func:`export`: the recommendations file (``--recommendations-out``), for any run,
+   promoted or not.
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
+from dataclasses import asdict
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -17,23 +25,24 @@ import numpy.typing as npt
 import orjson
 import pandas as pd
 
+from offline.report import recommendations_frame, render_markdown, write_recommendations
+from offline.spec import Fitted, JobSpec, RankedLists, Timer, iter_user_lists
 from shared import bundle as layout
 from shared.bundle import Embeddings, write_embeddings
 from shared.index import ItemIndex, build_index, measure_recall
-from shared.registry import BundleBuilder, ModelRegistry
+from shared.registry import BundleBuilder, BundleInfo, ModelRegistry
 from shared.settings import Settings
-from shared.storage.candidates import Candidates
+from shared.storage.candidates import Candidates, CandidateStore
 from shared.storage.factory import open_candidates
 
 if TYPE_CHECKING:
-    from offline.job import Fitted, JobResult, JobSpec, RankedLists, Timer
     from offline.pipeline.run import PipelineResult
 
 _RECALL_QUERIES = 1000
 _RECALL_K = 10
 
 
-def publish(
+def register(
     settings: Settings,
     *,
     spec: JobSpec,
@@ -42,10 +51,16 @@ def publish(
     report: dict[str, Any],
     pipeline: PipelineResult,
     timer: Timer,
-) -> JobResult:
-    from offline.job import JobResult, iter_user_lists
-    from offline.report import recommendations_frame, write_recommendations
+) -> str:
+    """Write the run's candidates under a new version and publish its bundle, neither live.
 
+    Builds the FAISS index (its recall goes into ``report["index"]``), writes every user's
+    ranked list to the candidate store under the new version (not activated), and builds
+    the bundle in the registry's staging folder, which is renamed into place when complete
+    (listed, not live; its parent is the live bundle). Returns the version, what
+    :func:`promote` takes. On any failure the half-written candidate version is dropped
+    and the staging folder removed, so what was live stays as it was.
+    """
     index, items, users = _index(fitted, spec, report, timer)
     started = time.perf_counter()
     registry = ModelRegistry(settings.registry_url)
@@ -55,7 +70,7 @@ def publish(
     params = {
         "source": spec.label,
         "split": report["data"]["split"],
-        "clean": _jsonable(spec.clean),
+        "clean": asdict(spec.clean),
         "k": spec.k,
         "candidates_per_user": spec.candidates_per_user,
         "models": spec.params.as_dict(),
@@ -85,14 +100,6 @@ def publish(
                 for user, items_, scores, sources, features in iter_user_lists(fitted.index, lists)
             )
             written = store.write(version, rows)
-        timer.done("bundle", started, f"{version}: {written:,} candidate lists written")
-        promoted = False
-        if spec.promote:
-            started = time.perf_counter()
-            store.activate(version)
-            registry.promote(version)
-            promoted = True
-            timer.done("promote", started, f"{version} is live")
     except BaseException:
         if version is not None and not _is_live(store, version):
             with contextlib.suppress(Exception):  # the original error matters more
@@ -100,28 +107,54 @@ def publish(
         raise
     finally:
         store.close()
-    if spec.recommendations_out is not None:
-        test = (
-            spec.holdout
-            if spec.holdout is not None
-            else (
-                pd.read_parquet(pipeline.path("split", "test"))
-                if "test" in pipeline.rows["split"]
-                else None
-            )
-        )
-        if test is not None:
-            frame = recommendations_frame(fitted, lists, test, spec.k)
-            write_recommendations(frame, spec.recommendations_out)
-    assert version is not None
-    return JobResult(
-        version=version,
-        bundle=registry.path(version),
-        promoted=promoted,
-        metrics=dict(report.get("metrics", {})),
-        report=report,
-        seconds=dict(timer.seconds),
-    )
+    timer.done("bundle", started, f"{version}: {written:,} candidate lists written")
+    return version
+
+
+def promote(settings: Settings, version: str) -> BundleInfo:
+    """Make a registered bundle live: activate its candidate version, then point the
+    registry's live bundle at it (the previous one is kept for ``recsys models rollback``).
+
+    The offline job calls this after :func:`register` unless ``--no-promote``; ``recsys
+    models promote VERSION`` calls it too. A bundle whose candidates the store does not
+    hold (written elsewhere, or a registry without an offline run) is promoted alone; the
+    online tier then reads the store's live candidate version with it
+    (:func:`online.stores.candidate_version`). Raises ``UnknownBundle`` for a version the
+    registry does not list, before anything is switched.
+    """
+    registry = ModelRegistry(settings.registry_url)
+    registry.get(version)  # unknown: fail before the candidates switch
+    store = open_candidates(settings.candidates_url)
+    try:
+        store.init_schema()
+        if _has_version(store, version):
+            store.activate(version)
+    finally:
+        store.close()
+    return registry.promote(version)
+
+
+def export(
+    spec: JobSpec, fitted: Fitted, lists: RankedLists, pipeline: PipelineResult
+) -> Path | None:
+    """Write each test user's top ``spec.k`` to ``spec.recommendations_out`` (with its
+    relevance against the test part: :func:`offline.report.recommendations_frame`).
+
+    The test part is ``spec.holdout`` when given, else the split's test part. Returns the
+    file written, or None when no file was asked for or there is no test part (split
+    ``none`` without a holdout).
+    """
+    if spec.recommendations_out is None:
+        return None
+    if spec.holdout is not None:
+        test = spec.holdout
+    elif "test" in pipeline.rows["split"]:
+        test = pd.read_parquet(pipeline.path("split", "test"))
+    else:
+        return None
+    frame = recommendations_frame(fitted, lists, test, spec.k)
+    write_recommendations(frame, spec.recommendations_out)
+    return spec.recommendations_out
 
 
 def _index(
@@ -165,8 +198,6 @@ def _write_bundle(
     index: ItemIndex,
 ) -> None:
     """Every artefact of the bundle layout (:mod:`shared.bundle`) into the staging folder."""
-    from offline.report import render_markdown
-
     items, users = vectors
 
     folder, version = builder.path, builder.version
@@ -188,17 +219,15 @@ def _write_bundle(
         spec.holdout.to_parquet(folder / layout.HOLDOUT, index=False)
 
 
-def _is_live(store: Any, version: str) -> bool:
+def _is_live(store: CandidateStore, version: str) -> bool:
     try:
-        return bool(store.live_version() == version)
+        return store.live_version() == version
     except Exception:
         return False
 
 
-def _jsonable(value: Any) -> Any:
-    from dataclasses import asdict
-
-    return asdict(value)
+def _has_version(store: CandidateStore, version: str) -> bool:
+    return any(v.version == version for v in store.versions())
 
 
 def catalogue(fitted: Fitted, spec: JobSpec, pipeline: PipelineResult) -> pd.DataFrame:

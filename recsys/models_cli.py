@@ -55,8 +55,10 @@ def show(version: str) -> None:
 
 @app.command()
 def promote(version: str) -> None:
-    """Make a bundle live (the previous one is kept for rollback)."""
-    info = _registry().promote(version)
+    """Make a bundle live with its candidates (the previous one is kept for rollback)."""
+    from offline.publish import promote as promote_bundle  # the offline job's own step
+
+    info = promote_bundle(Settings(), version)
     console.print(f"live bundle is now {info.version}")
 
 

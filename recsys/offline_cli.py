@@ -21,7 +21,7 @@ from shared.settings import Settings
 if TYPE_CHECKING:
     import pandas as pd
 
-    from offline.job import JobSpec
+    from offline.spec import JobSpec
 
 app = typer.Typer(help="Offline tier: train, evaluate and publish a bundle.", no_args_is_help=True)
 LAKE = "lake"
@@ -67,7 +67,7 @@ def run(
     candidates: Annotated[
         int | None,
         typer.Option(
-            min=1, max=10_000, help="Candidates per user [default: setting candidates_per_user]."
+            min=1, max=10_000, help="Candidates per user (default: setting candidates_per_user)."
         ),
     ] = None,
     min_user_interactions: Annotated[int, typer.Option(min=1)] = 1,
@@ -90,9 +90,10 @@ def run(
     json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Run the offline job: Spark pipeline, generators, ranker, index, bundle, candidates."""
-    from offline.job import JobSpec, run_offline
+    from offline.job import run_offline
     from offline.pipeline.clean import CleanParams
     from offline.pipeline.split import SplitParams
+    from offline.spec import JobSpec
 
     settings = Settings()
     source, label, meta = _source(settings, dataset, interactions, columns)

@@ -6,9 +6,10 @@ from __future__ import annotations
 class RecsysError(Exception):
     """Base of every error the project raises on purpose.
 
-    The CLI prints ``str(err)`` as one line and exits with ``exit_code``; the API maps
-    it to a 4xx/5xx with the same message. Keep messages to one line that names the
-    file, column, URL or setting at fault.
+    The CLI prints ``str(err)`` as one line and exits with ``exit_code``. The APIs have
+    no general mapping: the events endpoint (:mod:`nearline.api`) answers a
+    :class:`ServiceUnavailable` with a 503 carrying the same message. Keep messages to
+    one line that names the file, column, URL or setting at fault.
     """
 
     exit_code = 2

@@ -1,9 +1,19 @@
-"""User and item features: pure pandas/numpy functions shared by training and serving.
+"""User and item features: pure pandas/numpy functions behind the offline pipeline's
+``features`` step.
 
-The offline pipeline calls these from Spark (``groupBy(...).applyInPandas``) over all users
-and items; the online tier calls the very same functions on one user's history. Because
-both paths run this code, there is no second implementation to drift (no training/serving
-skew); ``tests/integration/test_offline_pipeline.py`` checks that the two agree.
+:mod:`offline.pipeline.features` calls them from Spark (``groupBy(...).applyInPandas``
+over hash buckets of the key) for every user and item of the training part, and writes
+the step's ``users`` and ``items`` tables. They hold no Spark code, so they give the same
+rows on any frame: one user's history, a Spark group, the whole log;
+``tests/integration/test_offline_pipeline.py`` checks that the Spark step's rows equal a
+direct call on a few users' and items' rows.
+
+Only the offline tier calls them: nothing in ``online/`` or ``nearline/`` imports this
+module, and the ranker does not read these tables. What training and serving share is
+the ranker's feature assembly, :func:`shared.ranker.assemble_features`: the offline job
+builds its candidates' features with it (:mod:`offline.ranker_training`) and stores them
+with the precomputed candidates, which the online tier re-scores as stored; for items the
+job did not score, the online tier calls it through :mod:`shared.online_features`.
 
 Every function accepts rows in any order and any grouping of keys (one key, a Spark group,
 the whole log), and returns one row per key sorted by key: Spark hands a group's rows over

@@ -1,9 +1,13 @@
 """The ``features`` step: user and item features of the training part, via shared.features.
 
-Spark only moves data: ``groupBy(...).applyInPandas`` hands each group to the pure
-functions in :mod:`shared.features`, the same ones the online tier calls for one user.
-Popularity ranks and genre columns need the whole item table at once; it holds one row
-per item, so they run on the collected table.
+Spark only moves data: ``groupBy(...).applyInPandas`` hands each bucket of keys to the
+pure functions in :mod:`shared.features`, which return the same rows for any grouping of
+the keys (one user, a bucket, the whole log). Popularity ranks and genre columns need the
+whole item table at once; it holds one row per item, so they run on the collected table.
+
+The tables are the step's outputs in the pipeline's work folder; the online tier does not
+compute them (the feature code training and serving share is the ranker's,
+:func:`shared.ranker.assemble_features`; see :mod:`shared.features`).
 
 The reference time for recency defaults to the last training timestamp, not the wall
 clock, so that rerunning the step on the same data gives the same features (and hits the

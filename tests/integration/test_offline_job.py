@@ -17,9 +17,10 @@ import pytest
 from pyspark.sql import SparkSession
 
 from offline.evaluate_bundle import evaluate_bundle
-from offline.job import JobResult, JobSpec, ModelParams, run_offline
+from offline.job import run_offline
 from offline.pipeline import FrameSource, SplitParams
 from offline.spark import spark_session
+from offline.spec import JobResult, JobSpec, ModelParams
 from shared import bundle as layout
 from shared.data.synthetic import generate
 from shared.errors import DataError

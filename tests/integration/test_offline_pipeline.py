@@ -261,7 +261,7 @@ def test_movielens_benchmark_split_and_features_match_the_pure_functions(
     assert rows(_pandas(result.path("split", "test"), spark)) == rows(test)
 
     # No training/serving skew: the pipeline's features of a few users (computed in Spark
-    # groups) equal what the online tier gets calling the same function on one user.
+    # groups) equal shared.features.user_features called on that one user's rows alone.
     ref = int(result.steps["features"].info["reference_time"])
     assert ref == int(train["timestamp"].max())
     spark_users = _pandas(result.path("features", "users"), spark).set_index("user_id")
