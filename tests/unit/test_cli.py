@@ -78,3 +78,40 @@ def test_models_round_trip(
     assert f"live bundle is now {versions[0]}" in capsys.readouterr().out
     assert _run(["models", "show", "nope"], monkeypatch) == 2
     assert "no bundle 'nope'" in capsys.readouterr().err
+
+
+def test_models_promote_activates_the_bundles_candidates(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A bundle staged with ``--no-promote`` goes live with its own candidate version."""
+    from shared.registry import ModelRegistry
+    from shared.settings import Settings
+    from shared.storage.candidates import Candidates
+    from shared.storage.factory import open_candidates
+
+    monkeypatch.setenv("RECSYS_HOME", str(tmp_path))
+    registry = ModelRegistry(f"file://{tmp_path}/models")
+    versions = []
+    for _ in range(2):
+        with registry.create(None, "fp", {}) as bundle:
+            versions.append(bundle.version)
+    store = open_candidates(Settings().candidates_url)
+    try:
+        store.init_schema()
+        for version in versions:
+            store.write(version, [Candidates("u1", [f"i-{version}"], [1.0])])
+        store.activate(versions[0])
+    finally:
+        store.close()
+
+    assert _run(["models", "promote", versions[1]], monkeypatch) == 0
+
+    store = open_candidates(Settings().candidates_url)
+    try:
+        assert store.live_version() == versions[1]
+        live = store.get("u1")
+        assert live is not None and live.items == [f"i-{versions[1]}"]
+    finally:
+        store.close()
+    live_bundle = registry.live()
+    assert live_bundle is not None and live_bundle.version == versions[1]
