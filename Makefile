@@ -13,7 +13,7 @@ GO ?= $(or $(shell command -v go),/usr/local/go/bin/go)
 VEGETA := $(CACHE_DIR)/bin/vegeta
 VEGETA_MODULE := github.com/tsenart/vegeta/v12@v12.13.0
 
-.PHONY: setup demo test lint typecheck services-up services-down vegeta clean
+.PHONY: setup demo test lint typecheck docs docs-serve docs-reference services-up services-down vegeta clean
 
 # uv lives in a small venv of its own in the download cache, outside the clone; its package
 # cache (~/.cache/uv) keeps torch and friends, so a re-install is a copy, not a download.
@@ -39,6 +39,17 @@ lint: setup
 
 typecheck: setup
 	$(VENV)/bin/mypy
+
+# The documentation site (mkdocs.yml). docs/reference/ is generated from the code and
+# committed, so that its links work on GitHub too; tests/unit/test_docs.py fails when it is stale.
+docs: setup ## build the documentation site into site/ (strict: a broken link fails)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
+
+docs-serve: setup ## preview the documentation site on http://127.0.0.1:8001/
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve --dev-addr 127.0.0.1:8001
+
+docs-reference: setup ## regenerate docs/reference/ (CLI, HTTP API, settings) from the code
+	$(VENV)/bin/python -m recsys.docs
 
 # The compiled load generator of `recsys bench online --generator vegeta`, built into the
 # download cache outside the clone (scripts/test.sh builds it too).

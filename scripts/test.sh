@@ -43,6 +43,9 @@ log "lint and types"
 .venv/bin/ruff format --check .
 .venv/bin/mypy
 
+log "docs"
+NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict --site-dir site
+
 log "services"
 # One status call: the services that do not answer now are the ones this run starts.
 read -r -a started_here < <(.venv/bin/recsys services status --json 2>/dev/null | .venv/bin/python -c '
