@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from recsys.cli import main
+from shared.registry import ModelRegistry
 
 
 def _run(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> int:
@@ -61,17 +62,21 @@ def test_malformed_setting_is_named(
     assert capsys.readouterr().err.startswith("error: setting RECSYS_USER_STATE_TTL_S: ")
 
 
-def test_models_round_trip(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
-) -> None:
-    from shared.registry import ModelRegistry
-
-    monkeypatch.setenv("RECSYS_HOME", str(tmp_path))
-    registry = ModelRegistry(f"file://{tmp_path}/models")
+def _two_bundles(home: Path) -> tuple[ModelRegistry, list[str]]:
+    """A registry under ``home`` (the default registry URL) holding two empty bundles."""
+    registry = ModelRegistry(f"file://{home}/models")
     versions = []
     for _ in range(2):
         with registry.create(None, "fp", {}) as bundle:
             versions.append(bundle.version)
+    return registry, versions
+
+
+def test_models_round_trip(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    monkeypatch.setenv("RECSYS_HOME", str(tmp_path))
+    _, versions = _two_bundles(tmp_path)
     for version in versions:
         assert _run(["models", "promote", version], monkeypatch) == 0
     assert _run(["models", "rollback"], monkeypatch) == 0
@@ -84,17 +89,12 @@ def test_models_promote_activates_the_bundles_candidates(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """A bundle staged with ``--no-promote`` goes live with its own candidate version."""
-    from shared.registry import ModelRegistry
     from shared.settings import Settings
     from shared.storage.candidates import Candidates
     from shared.storage.factory import open_candidates
 
     monkeypatch.setenv("RECSYS_HOME", str(tmp_path))
-    registry = ModelRegistry(f"file://{tmp_path}/models")
-    versions = []
-    for _ in range(2):
-        with registry.create(None, "fp", {}) as bundle:
-            versions.append(bundle.version)
+    registry, versions = _two_bundles(tmp_path)
     store = open_candidates(Settings().candidates_url)
     try:
         store.init_schema()
