@@ -6,6 +6,10 @@ had in training are removed from the truth (and counted); test items never seen 
 training stay relevant but cannot be recommended (counted too: they lower recall, as they
 should). Test users without any training history get the popularity list, as the online
 tier would serve them, and are reported as the ``new`` slice.
+
+The accuracy metrics of the final lists and of every baseline also get 95 % bootstrap
+intervals over the evaluated users, and the final lists a paired difference against the
+best single generator: the keys are described in :mod:`offline.intervals`.
 """
 
 from __future__ import annotations
@@ -19,13 +23,16 @@ import numpy.typing as npt
 import pandas as pd
 import scipy.sparse as sp
 
+from offline.intervals import PerUser, comparisons, interval_cell, markdown_lines
 from offline.metrics import (
     RankingMetrics,
     catalogue_coverage,
+    mean_metrics,
     novelty,
     popularity_bias,
     ranking_metrics,
     slice_metrics,
+    user_metrics,
 )
 from offline.spec import Fitted, JobSpec, RankedLists
 from shared.errors import DataError
@@ -114,14 +121,25 @@ def metrics_of(
     n_train_users: int,
 ) -> dict[str, float]:
     """Accuracy and beyond-accuracy metrics of one set of lists, keys like ``ndcg@10``."""
+    return _scored(recommended, evaluation, popularity, n_train_users)[0]
+
+
+def _scored(
+    recommended: IntArray,
+    evaluation: Evaluation,
+    popularity: npt.NDArray[np.int64],
+    n_train_users: int,
+) -> tuple[dict[str, float], PerUser]:
+    """:func:`metrics_of`, and the per-user accuracy values its means come from."""
     k = evaluation.k
-    m = ranking_metrics(recommended, evaluation.truth, k)
-    return {
-        **_named(m, k),
+    per_user = user_metrics(recommended, evaluation.truth, k)
+    metrics = {
+        **_named(mean_metrics(per_user), k),
         f"coverage@{k}": catalogue_coverage(recommended, len(popularity)),
         f"novelty@{k}": novelty(recommended, popularity, n_train_users),
         f"popularity_bias@{k}": popularity_bias(recommended, popularity),
     }
+    return metrics, per_user
 
 
 def _named(m: RankingMetrics, k: int) -> dict[str, float]:
@@ -176,7 +194,7 @@ def evaluation_report(
         )
     n_users = fitted.train.shape[0]
     report["data"]["test"] = evaluation.counts
-    final = metrics_of(evaluation.recommended, evaluation, fitted.popularity, n_users)
+    final, final_per_user = _scored(evaluation.recommended, evaluation, fitted.popularity, n_users)
     report["metrics"] = final
     slices = slice_metrics(evaluation.recommended, evaluation.truth, evaluation.history, spec.k)
     report["slices"] = {name: _named(m, spec.k) for name, m in slices.items() if name != "all"}
@@ -184,18 +202,24 @@ def evaluation_report(
     if new.any():
         m = ranking_metrics(evaluation.recommended[new], evaluation.truth[new], spec.k)
         report["slices"]["new"] = _named(m, spec.k)
-    report["baselines"] = _baselines(fitted, evaluation)
+    report["baselines"], per_user = _baselines(fitted, evaluation)
+    singles = [m.name for m in fitted.members]
+    report |= comparisons({"final": final_per_user, **per_user}, singles, spec.k)
     return report
 
 
-def _baselines(fitted: Fitted, evaluation: Evaluation) -> dict[str, dict[str, float]]:
-    """Each generator alone, their blend, and popularity, on the same users."""
+def _baselines(
+    fitted: Fitted, evaluation: Evaluation
+) -> tuple[dict[str, dict[str, float]], dict[str, PerUser]]:
+    """Each generator alone, their blend, and popularity, on the same users: their metrics
+    and their per-user accuracy."""
     from offline.generators.blend import BlendGenerator
     from offline.generators.popularity import PopularityGenerator
 
     k = evaluation.k
     known = evaluation.users[evaluation.users < evaluation.n_train_users].astype(np.int64)
     out: dict[str, dict[str, float]] = {}
+    per_user: dict[str, PerUser] = {}
     models: list[Any] = [*fitted.members]
     if len(fitted.members) > 1:
         weights = [fitted.weights[m.name] for m in fitted.members]
@@ -207,10 +231,10 @@ def _baselines(fitted: Fitted, evaluation: Evaluation) -> dict[str, dict[str, fl
         recommended = evaluation.lists_of(items)
         new = evaluation.users >= evaluation.n_train_users
         recommended[new] = evaluation.recommended[new]  # same cold-start list for all
-        out[model.name] = metrics_of(
+        out[model.name], per_user[model.name] = _scored(
             recommended, evaluation, fitted.popularity, fitted.train.shape[0]
         )
-    return out
+    return out, per_user
 
 
 def recommendations_frame(
@@ -299,9 +323,11 @@ def render_markdown(report: Mapping[str, Any], version: str) -> str:
     keys = [k for k in metrics if k != "users"]
     lines += ["", "## Final lists", "", "| | " + " | ".join(keys) + " | users |"]
     lines.append("| --- |" + " --- |" * (len(keys) + 1))
-    lines.append(_row("final (ranked)", metrics, keys))
+    intervals = report.get("intervals", {})
+    lines.append(_row("final (ranked)", metrics, keys, intervals.get("final")))
     for name, values in report.get("baselines", {}).items():
-        lines.append(_row(name, values, keys))
+        lines.append(_row(name, values, keys, intervals.get(name)))
+    lines += markdown_lines(report)
     slice_keys = [k for k in keys if not k.startswith(("coverage", "novelty", "popularity"))]
     lines += [
         "",
@@ -322,6 +348,12 @@ def render_markdown(report: Mapping[str, Any], version: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _row(name: str, values: Mapping[str, float], keys: list[str]) -> str:
-    cells = " | ".join(f"{values.get(k, float('nan')):.4f}" for k in keys)
+def _row(
+    name: str,
+    values: Mapping[str, float],
+    keys: list[str],
+    intervals: Mapping[str, list[float]] | None = None,
+) -> str:
+    bounds = intervals or {}
+    cells = " | ".join(interval_cell(values.get(k, float("nan")), bounds.get(k)) for k in keys)
     return f"| {name} | {cells} | {int(values.get('users', 0)):,} |"

@@ -114,6 +114,30 @@ def test_bundle_holds_every_artefact_and_is_live(
     assert "## Final lists" in (folder / layout.REPORT_MD).read_text()
 
 
+def test_report_gives_intervals_and_the_difference_to_the_best_generator_alone(
+    first: tuple[JobResult, JobSpec],
+) -> None:
+    result, _ = first
+    report = json.loads((result.bundle / layout.REPORT_JSON).read_text())
+    baselines = report["baselines"]
+    assert set(report["intervals"]) == {"final", *baselines}
+    for name, values in [("final", report["metrics"]), *baselines.items()]:
+        for key, (low, high) in report["intervals"][name].items():
+            assert low <= values[key] <= high, (name, key)
+    singles = [name for name in report["generators"] if name in baselines]
+    assert singles and "blend" not in singles and "popularity" not in singles
+    versus = report["versus_best_single"]
+    best = max(singles, key=lambda name: baselines[name]["ndcg@10"])
+    assert versus["generator"] == best and versus["by"] == "ndcg@10"
+    ndcg = versus["ndcg@10"]
+    assert ndcg["difference"] == pytest.approx(
+        report["metrics"]["ndcg@10"] - baselines[best]["ndcg@10"]
+    )
+    assert ndcg["interval"][0] <= ndcg["difference"] <= ndcg["interval"][1]
+    markdown = (result.bundle / layout.REPORT_MD).read_text()
+    assert f"Final lists minus the best single generator ({best}, by ndcg@10)" in markdown
+
+
 def _split_part(settings: Settings, result: JobResult, part: str) -> pd.DataFrame:
     keys = json.loads((result.bundle / "manifest.json").read_text())["params"]["pipeline_keys"]
     return pd.read_parquet(settings.home / "offline" / "pipeline" / "split" / keys["split"] / part)
