@@ -74,6 +74,7 @@ def register(
         "k": spec.k,
         "candidates_per_user": spec.candidates_per_user,
         "models": spec.params.as_dict(),
+        "tuned": dict(spec.params_origin) if spec.params_origin else None,
         "als_backend": settings.als_backend,
         "ranker": fitted.ranker is not None,
         "pipeline_keys": {name: out.key for name, out in pipeline.steps.items()},

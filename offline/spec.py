@@ -73,6 +73,9 @@ class JobSpec:
     k: int = 10
     candidates_per_user: int = 200
     params: ModelParams = field(default_factory=ModelParams)
+    params_origin: Mapping[str, Any] | None = (
+        None  # where tuned params came from (the bundle keeps it)
+    )
     train_ranker: bool = True
     promote: bool = True
     recommendations_out: Path | None = None

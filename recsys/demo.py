@@ -194,7 +194,7 @@ def _train(settings: Settings, dataset: str) -> str:
     from offline.job import run_offline
     from offline.pipeline.split import SplitParams
     from offline.spec import JobSpec
-    from recsys.offline_cli import dataset_items
+    from recsys.offline_inputs import dataset_items
 
     say(
         "offline: training on everything (Spark pipeline, generators, ranker, FAISS index):"

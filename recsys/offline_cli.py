@@ -1,4 +1,5 @@
-"""``recsys offline run|evaluate``: the offline job and the evaluation of a bundle.
+"""``recsys offline run|tune|evaluate``: the offline job, its parameter search, and the
+evaluation of a bundle.
 
 Progress goes to stderr (one line per step as it finishes), results to stdout: a table,
 or with ``--json`` one JSON object (``version``, ``metrics`` with ``ndcg@10`` ...).
@@ -7,6 +8,7 @@ or with ``--json`` one JSON object (``version``, ``metrics`` with ``ndcg@10`` ..
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -14,67 +16,62 @@ import orjson
 import typer
 
 from recsys.console import console, err_console
-from shared.data.sources import DATASET_NAMES, MOVIELENS_100K, SYNTHETIC
+from recsys.offline_inputs import (
+    ColumnsOpt,
+    DatasetOpt,
+    HoldoutOpt,
+    InteractionsOpt,
+    ItemsOpt,
+    JsonOpt,
+    KOpt,
+    MinItemOpt,
+    MinUserOpt,
+    MinutesOpt,
+    RatingMaxOpt,
+    SplitOpt,
+    StudyOpt,
+    TrialsOpt,
+    job_spec,
+)
 from shared.errors import DataError
 from shared.settings import Settings
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from offline.spec import JobSpec
 
-app = typer.Typer(help="Offline tier: train, evaluate and publish a bundle.", no_args_is_help=True)
-LAKE = "lake"
-SPLITS = ("benchmark", "temporal", "none")
-
-
-def _split_choice(value: str) -> str:
-    if value not in SPLITS:
-        raise typer.BadParameter(f"{value!r}: use one of {', '.join(SPLITS)}")
-    return value
+app = typer.Typer(
+    help="Offline tier: train, tune, evaluate and publish a bundle.", no_args_is_help=True
+)
 
 
 @app.command()
 def run(
-    dataset: Annotated[
-        str | None,
-        typer.Option(help=f"Named dataset: {', '.join(DATASET_NAMES)} or {LAKE} (the event lake)."),
-    ] = None,
-    interactions: Annotated[
-        Path | None, typer.Option(help="CSV or Parquet file (or Parquet folder) of interactions.")
-    ] = None,
-    columns: Annotated[
-        str | None,
-        typer.Option(
-            help="Column mapping for --interactions/--holdout: user=..,item=..[,rating=..][,timestamp=..]."
-        ),
-    ] = None,
-    items: Annotated[
-        Path | None, typer.Option(help="Item metadata (Parquet: item_id, title, year, genres).")
-    ] = None,
-    split: Annotated[
-        str,
-        typer.Option(
-            callback=_split_choice,
-            help="benchmark (per-user random 75/25, seed 42), temporal, or none (train on everything).",
-        ),
-    ] = "benchmark",
-    holdout: Annotated[
-        Path | None,
-        typer.Option(help="Train on all of the input and evaluate on this file (same columns)."),
-    ] = None,
-    k: Annotated[int, typer.Option(min=1, max=1000, help="Cut-off of the metrics.")] = 10,
+    dataset: DatasetOpt = None,
+    interactions: InteractionsOpt = None,
+    columns: ColumnsOpt = None,
+    items: ItemsOpt = None,
+    split: SplitOpt = "benchmark",
+    holdout: HoldoutOpt = None,
+    k: KOpt = 10,
     candidates: Annotated[
         int | None,
         typer.Option(
             min=1, max=10_000, help="Candidates per user (default: setting candidates_per_user)."
         ),
     ] = None,
-    min_user_interactions: Annotated[int, typer.Option(min=1)] = 1,
-    min_item_interactions: Annotated[int, typer.Option(min=1)] = 1,
-    rating_max: Annotated[
-        float | None, typer.Option(help="Ratings above this are dropped (and counted).")
+    min_user_interactions: MinUserOpt = 1,
+    min_item_interactions: MinItemOpt = 1,
+    rating_max: RatingMaxOpt = None,
+    params: Annotated[
+        Path | None,
+        typer.Option(help="Generator and blend parameters from a file (`recsys offline tune`)."),
     ] = None,
+    tune: Annotated[
+        bool, typer.Option("--tune", help="Tune the parameters on this data first (see tune).")
+    ] = False,
+    trials: TrialsOpt = None,
+    minutes: MinutesOpt = None,
+    study: StudyOpt = None,
     ranker: Annotated[
         bool, typer.Option(help="Train the torch ranker (else rank by the blend).")
     ] = True,
@@ -87,37 +84,41 @@ def run(
             help="Write every evaluated user's final top-k (user_id, item_id, rank, score); .csv or .parquet."
         ),
     ] = None,
-    json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    json: JsonOpt = False,
 ) -> None:
     """Run the offline job: Spark pipeline, generators, ranker, index, bundle, candidates."""
     from offline.job import run_offline
-    from offline.pipeline.clean import CleanParams
-    from offline.pipeline.split import SplitParams
-    from offline.spec import JobSpec
 
+    if params is not None and tune:
+        raise DataError("give --params FILE or --tune, not both")
+    if not tune and (trials is not None or minutes is not None or study is not None):
+        raise DataError("--trials, --minutes and --study apply with --tune")
     settings = Settings()
-    source, label, meta = _source(settings, dataset, interactions, columns)
-    if items is not None:
-        meta = _items(items)
-    holdout_frame = _holdout(settings, holdout, columns) if holdout is not None else None
-    spec = JobSpec(
-        source=source,
-        label=label,
-        split=SplitParams(kind="none" if holdout is not None else split),  # type: ignore[arg-type]
-        clean=CleanParams(
-            min_user_interactions=min_user_interactions,
-            min_item_interactions=min_item_interactions,
-            rating_max=rating_max,
-        ),
-        items=meta,
-        holdout=holdout_frame,
+    spec = job_spec(
+        settings,
+        dataset=dataset,
+        interactions=interactions,
+        columns=columns,
+        items=items,
+        split=split,
+        holdout=holdout,
         k=k,
+        min_user_interactions=min_user_interactions,
+        min_item_interactions=min_item_interactions,
+        rating_max=rating_max,
         candidates_per_user=candidates or settings.candidates_per_user,
         train_ranker=ranker,
         promote=promote,
         recommendations_out=recommendations_out,
     )
+    if params is not None:
+        from offline.params_file import load_params
+
+        model_params, tuned = load_params(params)
+        spec = replace(spec, params=model_params, params_origin={"file": str(params), **tuned})
     started = time.perf_counter()
+    if tune:
+        spec = _tuned(settings, spec, trials=trials, minutes=minutes, study=study)
 
     def progress(step: str, seconds: float, detail: str) -> None:
         err_console.print(f"[green]✓[/] {step:<11} {seconds:7.1f}s  {detail}", soft_wrap=True)
@@ -137,69 +138,103 @@ def run(
     _print_summary(out, result.report, spec)
 
 
-def _source(
-    settings: Settings, dataset: str | None, interactions: Path | None, columns: str | None
-) -> tuple[Any, str, pd.DataFrame | None]:
-    from offline.pipeline.ingest import EventLake, FrameSource
-    from shared.data.catalog import DatasetPaths, load_dataset
-    from shared.data.interactions import parse_column_mapping
+@app.command("tune")
+def tune_command(
+    dataset: DatasetOpt = None,
+    interactions: InteractionsOpt = None,
+    columns: ColumnsOpt = None,
+    split: SplitOpt = "benchmark",
+    k: KOpt = 10,
+    min_user_interactions: MinUserOpt = 1,
+    min_item_interactions: MinItemOpt = 1,
+    rating_max: RatingMaxOpt = None,
+    trials: TrialsOpt = None,
+    minutes: MinutesOpt = None,
+    study: StudyOpt = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Where the best parameters go (default: <home>/tune/<study>.json)."),
+    ] = None,
+    json: JsonOpt = False,
+) -> None:
+    """Tune the generators' parameters and blend weights on this data (Optuna).
 
-    if (dataset is None) == (interactions is None):
-        raise DataError("give exactly one of --dataset NAME or --interactions PATH")
-    if dataset is not None:
-        if columns is not None:
-            raise DataError("--columns applies to --interactions, not to --dataset")
-        if dataset in (MOVIELENS_100K, SYNTHETIC):
-            return dataset, dataset, dataset_items(settings, dataset)
-        if dataset == LAKE:
-            return EventLake(settings.lake_dir), str(settings.lake_dir), None
-        raise DataError(
-            f"--dataset {dataset!r}: unknown; use {', '.join((*DATASET_NAMES, LAKE))} "
-            "or --interactions PATH"
-        )
-    assert interactions is not None
-    mapping = parse_column_mapping(columns) if columns else None
-    paths = DatasetPaths(settings.movielens_dir, settings.datasets_dir)
-    frame, label = load_dataset(str(interactions), paths, mapping)
-    return FrameSource(frame, name=label), label, None
+    The search scores each trial on a validation part carved out of the training part,
+    never on the test part; it resumes a study kept under RECSYS_HOME/tune/.
+    """
+    settings = Settings()
+    spec = job_spec(
+        settings,
+        dataset=dataset,
+        interactions=interactions,
+        columns=columns,
+        split=split,
+        k=k,
+        min_user_interactions=min_user_interactions,
+        min_item_interactions=min_item_interactions,
+        rating_max=rating_max,
+    )
+    result, path = _run_tune(settings, spec, trials, minutes, study, out)
+    summary = {
+        "study": result.study,
+        "params_file": str(path),
+        "trials": result.trials,
+        "complete_trials": result.complete,
+        "validation_users": result.valid_users,
+        f"validation_ndcg@{k}": result.value,
+        "members": result.members,
+        "params": result.params.as_dict(),
+    }
+    if json:
+        console.print_json(orjson.dumps(summary).decode())
+        return
+    console.print(
+        f"best validation nDCG@{k} {result.value:.4f} after {result.trials} trials "
+        f"(study {result.study}); each generator alone: "
+        + ", ".join(f"{m} {v:.4f}" for m, v in result.members.items())
+    )
+    console.print(f"parameters: {path} (use with `recsys offline run --params {path}`)")
 
 
-def dataset_items(settings: Settings, dataset: str) -> pd.DataFrame | None:
-    """The item metadata (titles, years, genres) of a named dataset, when it has any."""
-    if dataset == MOVIELENS_100K:
-        return _movielens_items(settings.movielens_dir)
-    synthetic = settings.datasets_dir / SYNTHETIC / "items.parquet"
-    return _items(synthetic) if dataset == SYNTHETIC and synthetic.is_file() else None
+def _run_tune(
+    settings: Settings,
+    spec: JobSpec,
+    trials: int | None,
+    minutes: float | None,
+    study: str | None,
+    out: Path | None,
+) -> tuple[Any, Path]:
+    """Tune with a progress line per trial and write the params file."""
+    from offline.params_file import write_params
+    from offline.tune import TrialLine, tune_job
+
+    if trials is None and minutes is None:
+        trials, minutes = 100, 10.0
+
+    def line(t: TrialLine) -> None:
+        value = "pruned" if t.value is None else f"nDCG {t.value:.4f}"
+        best = "" if t.best is None else f"  best {t.best:.4f} (#{t.best_number})"
+        err_console.print(f"[green]✓[/] trial {t.number:<4} {t.seconds:6.1f}s  {value}{best}")
+
+    result, _ = tune_job(settings, spec, line, trials=trials, minutes=minutes, study=study)
+    path = write_params(out or settings.home / "tune" / f"{result.study}.json", result, spec.label)
+    return result, path
 
 
-def _holdout(settings: Settings, path: Path, columns: str | None) -> pd.DataFrame:
-    from shared.data.catalog import DatasetPaths, load_dataset
-    from shared.data.interactions import parse_column_mapping
+def _tuned(
+    settings: Settings,
+    spec: JobSpec,
+    *,
+    trials: int | None,
+    minutes: float | None,
+    study: str | None,
+) -> JobSpec:
+    """``spec`` with parameters tuned on its own training data (``run --tune``)."""
+    from offline.params_file import load_params
 
-    mapping = parse_column_mapping(columns) if columns else None
-    paths = DatasetPaths(settings.movielens_dir, settings.datasets_dir)
-    frame, _ = load_dataset(str(path), paths, mapping)
-    return frame
-
-
-def _movielens_items(directory: Path) -> pd.DataFrame | None:
-    from shared.data.movielens import load_items
-
-    return load_items(directory) if (directory / "u.item").is_file() else None
-
-
-def _items(path: Path) -> pd.DataFrame:
-    import pandas as pd
-
-    if not path.is_file():
-        raise DataError(f"--items {path}: file not found")
-    frame = pd.read_parquet(path)
-    missing = {"item_id", "genres"} - set(frame.columns)
-    if missing:
-        raise DataError(f"--items {path}: missing column(s) {', '.join(sorted(missing))}")
-    frame["item_id"] = frame["item_id"].astype(str)
-    frame["genres"] = [list(g) if g is not None else [] for g in frame["genres"]]
-    return frame
+    _, path = _run_tune(settings, spec, trials, minutes, study, None)
+    params, tuned = load_params(path, spec.params)
+    return replace(spec, params=params, params_origin={"file": str(path), **tuned})
 
 
 def _print_summary(out: dict[str, Any], report: dict[str, Any], spec: JobSpec) -> None:

@@ -115,3 +115,25 @@ def test_models_promote_activates_the_bundles_candidates(
         store.close()
     live_bundle = registry.live()
     assert live_bundle is not None and live_bundle.version == versions[1]
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--params", "{tmp}/none.json"], "error: --params {tmp}/none.json: file not found"),
+        (["--params", "{tmp}/p.json", "--tune"], "error: give --params FILE or --tune, not both"),
+        (["--trials", "3"], "error: --trials, --minutes and --study apply with --tune"),
+    ],
+)
+def test_offline_run_params_errors_exit_2_before_any_work(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    flags: list[str],
+    message: str,
+) -> None:
+    monkeypatch.setenv("RECSYS_HOME", str(tmp_path / "var"))
+    argv = ["offline", "run", "--dataset", "synthetic", *(f.format(tmp=tmp_path) for f in flags)]
+    assert _run(argv, monkeypatch) == 2
+    assert capsys.readouterr().err.strip() == message.format(tmp=tmp_path)
+    assert not (tmp_path / "var").exists()  # no pipeline, no registry, nothing written
