@@ -36,8 +36,18 @@ class KafkaConfig:
 
 
 def new_cluster_id() -> str:
-    """A KRaft cluster id: 16 random bytes, base64url without padding (22 characters)."""
-    return base64.urlsafe_b64encode(secrets.token_bytes(16)).rstrip(b"=").decode("ascii")
+    """A KRaft cluster id: 16 random bytes, base64url without padding (22 characters).
+
+    As Kafka's own ``Uuid.randomUuid`` does, draws again for an id that begins with ``-``
+    (a command line would read it as an option; one draw in 64) and for the two ids Kafka
+    reserves (all zeros, and the metadata topic's: 0...01).
+    """
+    reserved = {bytes(16), bytes(15) + b"\x01"}
+    while True:
+        raw = secrets.token_bytes(16)
+        cid = base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+        if raw not in reserved and not cid.startswith("-"):
+            return cid
 
 
 def _prop(value: object) -> str:
@@ -92,10 +102,9 @@ def format_argv(java: str, cfg: KafkaConfig, home: Path, jars: Path, cluster_id:
         *jvm_args(cfg, home, jars),
         "kafka.tools.StorageTool",
         "format",
-        "-t",
-        cluster_id,
-        "-c",
-        str(home / "server.properties"),
+        # One argument, so that no id can be read as an option.
+        f"--cluster-id={cluster_id}",
+        f"--config={home / 'server.properties'}",
         "--standalone",
     ]
 

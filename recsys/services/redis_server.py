@@ -35,7 +35,7 @@ def redis_argv(binary: str, cfg: RedisConfig, data_dir: Path, marker: str) -> li
         "--appendonly",
         "no",
         "--dir",
-        str(data_dir),
+        str(data_dir.resolve()),  # absolute: never read as an option
         "--daemonize",
         "no",
         "--logfile",
