@@ -7,10 +7,21 @@ with a one-line message for a bad body, and 503 when the log cannot take the eve
 
 The online API includes ``router`` and puts its ``EventLog`` on ``app.state.event_log``
 (or overrides :func:`get_event_log`); :func:`create_app` is the same router on its own.
+
+Who may write: when ``RECSYS_EVENTS_TOKEN`` is set, a request needs ``Authorization:
+Bearer <token>`` (401 otherwise; compared in constant time), and ``RECSYS_EVENTS_RATE_PER_S``
+gives each client address a token bucket (429 with ``Retry-After`` when it is empty). The
+app that includes the router calls :func:`protect` with its settings; one that does not
+gets the guard of ``Settings()`` on its first event request.
 """
 
 from __future__ import annotations
 
+import hmac
+import math
+import threading
+import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
@@ -21,6 +32,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from shared.errors import ServiceUnavailable
 from shared.events import Event
+from shared.http_limits import RequestLimits
 from shared.settings import Settings
 from shared.storage.event_log import EventLog
 
@@ -43,6 +55,66 @@ def get_event_log(request: Request) -> EventLog:
 
 
 EventLogDep = Annotated[EventLog, Depends(get_event_log)]
+
+
+class EventsGuard:
+    """The events key and the per-client token buckets of one app."""
+
+    MAX_CLIENTS = 10_000  # buckets kept (least recently seen dropped): memory stays bounded
+
+    def __init__(self, token: str | None, rate_per_s: float, burst: int) -> None:
+        self._expected = None if token is None else f"Bearer {token}".encode()
+        self.rate = rate_per_s
+        self.burst = float(burst)
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> EventsGuard:
+        token = settings.events_token.get_secret_value() if settings.events_token else None
+        return cls(token, settings.events_rate_per_s, settings.events_burst)
+
+    def check(self, request: Request) -> None:
+        """Raise 401 or 429 (as HTTPException) when the request may not write now."""
+        if self._expected is not None:
+            given = request.headers.get("authorization", "").encode()
+            if not hmac.compare_digest(given, self._expected):
+                raise HTTPException(
+                    401, "missing or wrong events token", {"WWW-Authenticate": "Bearer"}
+                )
+        if self.rate > 0:
+            wait = self._take(request.client.host if request.client else "")
+            if wait > 0:
+                raise HTTPException(
+                    429,
+                    f"over {self.rate:g} requests/s for this client",
+                    {"Retry-After": str(max(1, math.ceil(wait)))},
+                )
+
+    def _take(self, client: str) -> float:
+        """Take one token from ``client``'s bucket; 0.0, or the seconds until one is due."""
+        now = time.monotonic()
+        with self._lock:
+            tokens, last = self._buckets.pop(client, (self.burst, now))
+            tokens = min(self.burst, tokens + (now - last) * self.rate)
+            wait = 0.0 if tokens >= 1.0 else (1.0 - tokens) / self.rate
+            self._buckets[client] = (tokens - 1.0 if wait == 0.0 else tokens, now)
+            if len(self._buckets) > self.MAX_CLIENTS:
+                self._buckets.popitem(last=False)
+        return wait
+
+
+def protect(app: FastAPI, settings: Settings) -> None:
+    """Guard the events route of ``app`` with ``settings``' events key and rate limit."""
+    app.state.events_guard = EventsGuard.from_settings(settings)
+
+
+def _guard(request: Request) -> None:
+    guard: EventsGuard | None = getattr(request.app.state, "events_guard", None)
+    if guard is None:
+        guard = request.app.state.events_guard = EventsGuard.from_settings(Settings())
+    guard.check(request)
+
 
 router = APIRouter(tags=["events"])
 
@@ -77,18 +149,44 @@ def _one_line(err: ValidationError, body: bytes) -> str:
     return f"{'.'.join(loc) or 'body'}: {first['msg']}{more}"
 
 
+def _inlined(schema: Any, defs: dict[str, Any]) -> Any:
+    """``schema`` with every ``#/$defs/...`` reference replaced by its definition (the
+    event's models are not recursive), so that it stands alone in the OpenAPI document."""
+    if isinstance(schema, dict):
+        ref = schema.get("$ref", "")
+        if ref.startswith("#/$defs/"):
+            return _inlined(defs[ref.removeprefix("#/$defs/")], defs)
+        return {k: _inlined(v, defs) for k, v in schema.items() if k != "$defs"}
+    if isinstance(schema, list):
+        return [_inlined(v, defs) for v in schema]
+    return schema
+
+
+def _event_schema() -> dict[str, Any]:
+    schema = Event.model_json_schema()
+    event: dict[str, Any] = _inlined(schema, schema.get("$defs", {}))
+    event["description"] = (
+        "One user event (shared.events.Event, schema version 1). A shown list is for"
+        " impressions only: its first item is the event's item_id and its positions increase."
+    )
+    return event
+
+
+_EVENT_SCHEMA = _event_schema()
 _BODY_DOC: dict[str, Any] = {
     "requestBody": {
         "required": True,
-        "description": "One event (shared.events.Event, schema version 1) or a list of them.",
+        "description": "One event or a list of 1 to "
+        f"{MAX_EVENTS_PER_REQUEST} events, validated exactly as this schema says.",
         "content": {
             "application/json": {
                 "schema": {
                     "oneOf": [
-                        {"type": "object"},
+                        _EVENT_SCHEMA,
                         {
                             "type": "array",
-                            "items": {"type": "object"},
+                            "items": _EVENT_SCHEMA,
+                            "minItems": 1,
                             "maxItems": MAX_EVENTS_PER_REQUEST,
                         },
                     ]
@@ -103,8 +201,15 @@ _BODY_DOC: dict[str, Any] = {
     "/v1/events",
     status_code=202,
     response_model=Accepted,
-    responses={422: {"description": "Malformed body"}, 503: {"description": "Event log down"}},
+    responses={
+        401: {"description": "Missing or wrong events token (when one is set)"},
+        413: {"description": "Body over the size limit"},
+        422: {"description": "Malformed body"},
+        429: {"description": "Over this client's rate limit"},
+        503: {"description": "Event log down"},
+    },
     openapi_extra=_BODY_DOC,
+    dependencies=[Depends(_guard)],
 )
 async def post_events(request: Request, log: EventLogDep) -> Accepted:
     """Produce one event or a batch; 202 once the log acknowledged all of them."""
@@ -125,15 +230,18 @@ def create_app(event_log: EventLog | None = None, settings: Settings | None = No
         from shared.storage.factory import open_event_log
 
         owned = event_log is None
-        app.state.event_log = event_log or open_event_log((settings or Settings()).event_log_url)
+        app.state.event_log = event_log or open_event_log(resolved.event_log_url)
         try:
             yield
         finally:
             if owned:
                 app.state.event_log.close()
 
+    resolved = settings or Settings()
     app = FastAPI(title="tiered-recsys events", lifespan=lifespan)
     app.include_router(router)
+    protect(app, resolved)
+    app.add_middleware(RequestLimits, max_body_bytes=resolved.max_body_bytes)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:

@@ -12,11 +12,13 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import APIRouter, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 from online.routers import admin, health, items, users
 from online.runtime import Runtime
+from shared.http_limits import RequestLimits
 from shared.settings import Settings
 from shared.storage.candidates import CandidateStore
 from shared.storage.event_log import EventLog
@@ -37,12 +39,16 @@ def create_app(
     ``routers`` are included as well: the composition root (``recsys online serve``) passes
     the nearline tier's ``POST /v1/events`` router, which finds the event log on
     ``app.state.event_log`` (no tier imports another, so this module cannot import it).
+
+    Every request passes :class:`shared.http_limits.RequestLimits` (body, query and header
+    sizes); browsers may call from ``settings.cors_origins`` only (none: same origin).
     """
+    settings = settings or Settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = Runtime(
-            settings or Settings(),
+            settings,
             user_state=user_state,
             candidates=candidates,
             event_log=event_log,
@@ -70,6 +76,14 @@ def create_app(
     app.include_router(admin.router)
     app.include_router(health.router)
     _serve_client(app)
+    app.add_middleware(RequestLimits, max_body_bytes=settings.max_body_bytes)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
     return app
 
 

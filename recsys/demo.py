@@ -312,10 +312,12 @@ def _nearline(settings: Settings, stop: threading.Event) -> None:
 def _serve(settings: Settings, options: DemoOptions, version: str) -> None:
     import uvicorn
 
+    from nearline.api import protect
     from nearline.api import router as events_router
     from online.app import create_app
 
     app = create_app(settings, routers=[events_router])
+    protect(app, settings)
     server = uvicorn.Server(
         uvicorn.Config(app, host=options.host, port=options.port, log_level="warning")
     )

@@ -23,13 +23,17 @@ def api_factory() -> FastAPI:
     import faiss
     import torch
 
+    from nearline.api import protect
     from nearline.api import router as events_router
     from online.app import create_app
 
     threads = int(os.environ.get(_THREADS_ENV, "1"))
     torch.set_num_threads(threads)
     faiss.omp_set_num_threads(threads)
-    return create_app(Settings(), routers=[events_router])
+    settings = Settings()
+    app = create_app(settings, routers=[events_router])
+    protect(app, settings)
+    return app
 
 
 @app.command()

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ARM_NAMES: tuple[str, ...] = ("control", "blend", "challenger")
@@ -116,6 +116,31 @@ class Settings(BaseSettings):
     )
     admin_token: str | None = Field(
         None, description="Bearer token of the /v1/admin endpoints; unset: they are disabled."
+    )
+    events_token: SecretStr | None = Field(
+        None,
+        description="Bearer token POST /v1/events requires when set (compared in constant"
+        " time); unset: anyone who reaches the API may write events. Put TLS in front of it.",
+    )
+    events_rate_per_s: float = Field(
+        0.0,
+        ge=0,
+        description="Requests per second each client (by address) may make to POST"
+        " /v1/events, a token bucket; over it: 429 with Retry-After. 0: no limit.",
+    )
+    events_burst: int = Field(
+        100, ge=1, description="Requests a client may make at once before that rate applies."
+    )
+    max_body_bytes: int = Field(
+        1_048_576,
+        ge=1_024,
+        description="Largest request body either API reads; a larger one gets 413 before it"
+        " is read whole.",
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description="Origins a browser may call the APIs from, as JSON, e.g."
+        ' ["https://app.example.com"]; empty: same origin only (the web client needs nothing).',
     )
     reload_interval_s: float = Field(
         5.0, gt=0, description="Seconds between checks of the registry's live bundle."
