@@ -167,8 +167,18 @@ def _event_schema() -> dict[str, Any]:
     event: dict[str, Any] = _inlined(schema, schema.get("$defs", {}))
     event["description"] = (
         "One user event (shared.events.Event, schema version 1). A shown list is for"
-        " impressions only: its first item is the event's item_id and its positions increase."
+        " impressions only: its first item is the event's item_id and its positions increase"
+        " (two rules JSON Schema cannot state; the server answers 422 when they are broken)."
     )
+    # The rules of a shown list that JSON Schema can state: impressions only, and no
+    # context key of that name.
+    event["if"] = {"properties": {"shown": {"type": "array"}}, "required": ["shown"]}
+    event["then"] = {
+        "properties": {
+            "type": {"const": "impression"},
+            "context": {"not": {"required": ["shown"]}},
+        }
+    }
     return event
 
 

@@ -66,7 +66,7 @@ class Shown(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     item_id: str = Field(pattern=_ID_PATTERN)
-    position: int = Field(ge=0)  # 0 = first
+    position: int = Field(ge=0, strict=True)  # 0 = first; strict: true is not 1
     source: str = Field(max_length=128)  # e.g. "precomputed:ease+als", "fresh", "popular"
 
 
@@ -80,8 +80,9 @@ class Event(BaseModel):
     user_id: str = Field(pattern=_ID_PATTERN)
     item_id: str = Field(pattern=_ID_PATTERN)
     type: EventType
-    value: float | None = Field(None, allow_inf_nan=False)
-    timestamp: float = Field(default_factory=_now, ge=0, allow_inf_nan=False)
+    # Strict: a JSON true or false is not a number (the published schema says so too).
+    value: float | None = Field(None, allow_inf_nan=False, strict=True)
+    timestamp: float = Field(default_factory=_now, ge=0, allow_inf_nan=False, strict=True)
     context: dict[str, ContextValue] = Field(default_factory=dict, max_length=32)
     # Impressions only: the whole answer in display order (a tuple, as the event is frozen).
     shown: tuple[Shown, ...] | None = Field(None, min_length=1, max_length=MAX_SHOWN)

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, HTTPException, Query, Response
 from fastapi import Path as PathParam
+from pydantic import StringConstraints
 
 from online import home as rows
 from online.bundle import ServingBundle
@@ -21,6 +22,9 @@ from online.schemas import HomeResponse, RecommendationsResponse, UsersResponse
 from shared import bundle as layout
 
 ID_PATTERN = r"^[A-Za-z0-9_.:@\-]{1,128}$"  # as in shared.events
+# One or more item ids separated by commas (spaces around them allowed).
+_ID = r"[A-Za-z0-9_.:@\-]{1,128}"
+EXCLUDE_PATTERN = rf"^\s*{_ID}(\s*,\s*{_ID})*\s*$"
 MAX_EXCLUDE = 500
 router = APIRouter(tags=["users"])
 
@@ -57,7 +61,7 @@ async def recommendations(
         str, Query(pattern=r"^[a-z][a-z0-9_]{0,31}$", description="Where the list is shown.")
     ] = "home",
     exclude: Annotated[
-        list[str] | None,
+        list[Annotated[str, StringConstraints(pattern=EXCLUDE_PATTERN)]] | None,
         Query(description="Item ids to leave out (repeat the parameter or separate by commas)."),
     ] = None,
 ) -> Response:
