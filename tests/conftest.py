@@ -143,20 +143,22 @@ def ml100k_run(movielens_dir_session: Path, tmp_path_factory: pytest.TempPathFac
 def offline_run_cli(home: Path, movielens_dir: Path, *flags: str) -> dict[str, Any]:
     """``recsys offline run --dataset movielens-100k --json FLAGS`` with ``home`` as
     RECSYS_HOME on ``local[2]``; what it printed, parsed (fails with its stderr)."""
+    return offline_cli(
+        home, "--dataset", "movielens-100k", *flags, RECSYS_MOVIELENS_DIR=str(movielens_dir)
+    )
+
+
+def offline_cli(home: Path, *args: str, **env: str) -> dict[str, Any]:
+    """``recsys offline run --json ARGS`` with ``home`` as RECSYS_HOME on ``local[2]`` and
+    the environment variables ``env``; what it printed, parsed (fails with its stderr)."""
     done = subprocess.run(
-        [str(Path(sys.executable).with_name("recsys")), "offline", "run", "--dataset",
-         "movielens-100k", "--json", *flags],
+        [str(Path(sys.executable).with_name("recsys")), "offline", "run", "--json", *args],
         capture_output=True,
         text=True,
         timeout=1200,
-        env={
-            **os.environ,
-            "RECSYS_HOME": str(home),
-            "RECSYS_MOVIELENS_DIR": str(movielens_dir),
-            "RECSYS_SPARK_MASTER": "local[2]",
-        },
+        env={**os.environ, "RECSYS_HOME": str(home), "RECSYS_SPARK_MASTER": "local[2]", **env},
         check=False,
-    )  # fmt: skip
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     output: dict[str, Any] = json.loads(done.stdout)
     return output

@@ -14,7 +14,13 @@ Beyond accuracy, defined here because the run's report does not have them:
 * **long-tail coverage**: the share of long-tail items shown to at least one user;
   **long-tail share**: the share of shown slots filled by long-tail items;
 * **diversity** (intra-list): the mean, over users, of the mean genre distance (1 - Jaccard
-  similarity of the genre sets) between every pair of items in the user's list.
+  similarity of the genre sets) between every pair of items in the user's list; NaN for a
+  bundle whose catalogue has no genres (:func:`item_metadata`).
+
+A bundle trained from an interactions file without ``--items`` has no item metadata: its
+catalogue's titles are the item ids, its years empty and its genre lists empty.
+:func:`item_metadata` tells which metadata a catalogue has, :func:`metadata_note` the
+sentence a notebook prints where it skips or replaces what needs the rest.
 """
 
 from __future__ import annotations
@@ -48,6 +54,8 @@ from shared.storage.factory import open_candidates
 IntArray = npt.NDArray[np.int32]
 BoolArray = npt.NDArray[np.bool_]
 HEAD_SHARE = 0.2
+METADATA = ("title", "year", "genres")
+_PLURAL = {"title": "titles", "year": "years", "genres": "genres"}
 
 
 @dataclass
@@ -175,6 +183,39 @@ def long_tail_share(recommended: IntArray, tail: BoolArray) -> float:
     return float(tail[shown].mean()) if shown.size else 0.0
 
 
+def item_metadata(catalogue: pd.DataFrame) -> list[str]:
+    """Which of ``title``, ``year`` and ``genres`` the catalogue knows for at least one item
+    (a title counts when it is not just the item id, as publish writes when none is known)."""
+    known = []
+    if "title" in catalogue:
+        titles = catalogue["title"]
+        if (titles.notna() & (titles.astype(str) != catalogue["item_id"].astype(str))).any():
+            known.append("title")
+    if "year" in catalogue and catalogue["year"].notna().any():
+        known.append("year")
+    if "genres" in catalogue and genre_matrix(catalogue).any():
+        known.append("genres")
+    return known
+
+
+def metadata_note(
+    catalogue: pd.DataFrame, consequences: dict[str, str], bundle: str = "this bundle"
+) -> str | None:
+    """The sentence a notebook prints where it skips or replaces what needs item metadata:
+    ``consequences`` maps each field it uses (of :data:`METADATA`) to what happens without
+    it; None when the catalogue has them all."""
+    known = item_metadata(catalogue)
+    missing = [field for field in consequences if field not in known]
+    if not missing:
+        return None
+    what = ", and ".join(consequences[field] for field in missing)
+    if known:
+        fields = " or ".join(_PLURAL[field] for field in missing)
+        return f"No item {fields} in the item metadata of {bundle}: {what}."
+    source = "trained from an interactions file without --items"
+    return f"No item metadata in {bundle} ({source}): {what}."
+
+
 def genre_matrix(catalogue: pd.DataFrame) -> BoolArray:
     """``[items, genres]`` flags from the catalogue's ``genres`` lists, rows in its order."""
     lists = [list(g) if isinstance(g, list | np.ndarray) else [] for g in catalogue["genres"]]
@@ -211,17 +252,19 @@ def intra_list_diversity(recommended: IntArray, features: BoolArray) -> float:
 
 
 def beyond_accuracy(lists: BundleLists, k: int, head_share: float = HEAD_SHARE) -> dict[str, float]:
-    """Coverage, novelty and popularity bias (:mod:`offline.metrics`), long tail, diversity."""
+    """Coverage, novelty and popularity bias (:mod:`offline.metrics`), long tail, diversity
+    (NaN when no item of the catalogue has a genre: every list would score 0)."""
     recommended = lists.recommended[:, :k]
     popularity = lists.popularity
     tail = long_tail_mask(popularity, head_share)
+    genres = genre_matrix(lists.catalogue)
     return {
         "coverage": catalogue_coverage(recommended, len(popularity)),
         "novelty": novelty(recommended, popularity, lists.evaluation.n_train_users),
         "popularity_bias": popularity_bias(recommended, popularity),
         "long_tail_coverage": long_tail_coverage(recommended, tail),
         "long_tail_share": long_tail_share(recommended, tail),
-        "diversity": intra_list_diversity(recommended, genre_matrix(lists.catalogue)),
+        "diversity": intra_list_diversity(recommended, genres) if genres.any() else math.nan,
     }
 
 

@@ -4,6 +4,11 @@ Two real offline runs (the session's default ``recsys offline run --dataset movi
 live, shared with the quality test, and a ``--no-ranker`` one that reuses its
 content-addressed pipeline and is not promoted) make a registry with two bundles; every notebook then executes in a fresh kernel of this Python against
 it (``RECSYS_HOME``) and must finish without error and draw its figures.
+
+They also run on a registry trained from an interactions file without item metadata (no
+titles, years or genres) and without a rating column, derived from the same MovieLens
+ratings: each notebook then skips or replaces what needs them, saying so, and
+``explore_dataset`` explores that file.
 """
 
 from __future__ import annotations
@@ -13,13 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import nbformat
+import pandas as pd
 import pytest
 from nbclient import NotebookClient
 
 from offline.analysis import experiments
 from shared.settings import Settings
 from shared.storage.factory import open_event_log
-from tests.conftest import OfflineRun, offline_run_cli
+from tests.conftest import OfflineRun, offline_cli, offline_run_cli
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 # Figures each notebook draws (image/png outputs of its plot cells).
@@ -30,6 +36,25 @@ FIGURES = {
     "compare_arms.ipynb": 2,
 }
 MAX_NOTEBOOK_BYTES = 40_000
+# What each notebook prints where it skips or replaces what needs item metadata (titles,
+# years, genres) or ratings, on bundles trained from an interactions file without them
+# (compare_arms needs neither). Their figure counts stay those of FIGURES.
+NO_METADATA_SAYS = {
+    "explore_dataset.ipynb": (
+        "Every interaction has the same rating (1.0): the file has no rating column (read as"
+        " implicit feedback, each interaction weighing 1.0) or a constant one, so the ratings"
+        " panel is skipped."
+    ),
+    "compare_bundles.ipynb": (
+        " (trained from an interactions file without --items): its genre diversity is NaN in"
+        " the table and not drawn below."
+    ),
+    "inspect_user.ipynb": (
+        "No item metadata in this bundle (trained from an interactions file without --items):"
+        " items are shown by id, and the genre panel is replaced by one of item popularity."
+    ),
+    "compare_arms.ipynb": "",
+}
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +74,27 @@ def offline_home(_runs: dict[str, Path], ml100k_run: OfflineRun, movielens_dir: 
     return _runs["home"]
 
 
+@pytest.fixture(scope="module")
+def no_metadata_home(
+    movielens_dir_session: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, Path]:
+    """RECSYS_HOME with two bundles trained from ``interactions.csv``: MovieLens 100K's
+    ``user_id, item_id, timestamp``, with neither item metadata nor a rating column; the
+    ranker one is live, the ``--no-ranker`` one is not promoted. Returns (home, file)."""
+    folder = tmp_path_factory.mktemp("no-metadata")
+    data = folder / "interactions.csv"
+    ratings = pd.read_csv(
+        movielens_dir_session / "u.data",
+        sep="\t",
+        names=["user_id", "item_id", "rating", "timestamp"],
+    )
+    ratings[["user_id", "item_id", "timestamp"]].to_csv(data, index=False)
+    home = folder / "var"
+    offline_cli(home, "--interactions", str(data))
+    offline_cli(home, "--interactions", str(data), "--no-ranker", "--no-promote")
+    return home, data
+
+
 def _pngs(nb: Any) -> list[bytes]:
     return [
         base64.b64decode(output["data"]["image/png"])
@@ -58,19 +104,13 @@ def _pngs(nb: Any) -> list[bytes]:
     ]
 
 
-@pytest.mark.spark
-@pytest.mark.timeout(1500)  # the first also makes both offline runs: 12 min seen on 2 busy cores
-@pytest.mark.parametrize("name", list(FIGURES))
-def test_notebook_runs_end_to_end(
-    name: str,
-    offline_home: Path,
-    movielens_dir: Path,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def _execute(
+    name: str, home: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, **env: str
+) -> str:
+    """Run notebook ``name`` in a fresh kernel against ``home``; check it finished and drew
+    its figures; return everything it printed."""
     # The kernel inherits this environment: what an analyst sets before opening Jupyter.
-    monkeypatch.setenv("RECSYS_HOME", str(offline_home))
-    monkeypatch.setenv("RECSYS_MOVIELENS_DIR", str(movielens_dir))
+    monkeypatch.setenv("RECSYS_HOME", str(home))
     monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
     for variable in (
         "RECSYS_BUNDLES",
@@ -83,6 +123,8 @@ def test_notebook_runs_end_to_end(
         "RECSYS_EVENT_LOG_URL",
     ):
         monkeypatch.delenv(variable, raising=False)
+    for variable, value in env.items():
+        monkeypatch.setenv(variable, value)
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
     client = NotebookClient(
         nb,
@@ -96,9 +138,50 @@ def test_notebook_runs_end_to_end(
     assert len(figures) == FIGURES[name], f"{name}: {len(figures)} figures"
     assert all(len(png) > 10_000 for png in figures), "an empty-looking figure"
     printed = "".join(o.get("text", "") for cell in nb.cells for o in cell.get("outputs", []))
-    assert f"RECSYS_HOME: {offline_home.resolve()}" in printed  # read the test's runs, not var/
+    assert f"RECSYS_HOME: {home.resolve()}" in printed  # read the test's runs, not var/
     if name == "compare_arms.ipynb":
-        _check_replay_events(offline_home)
+        _check_replay_events(home)
+    return printed
+
+
+@pytest.mark.spark
+@pytest.mark.timeout(1500)  # the first also makes both offline runs: 12 min seen on 2 busy cores
+@pytest.mark.parametrize("name", list(FIGURES))
+def test_notebook_runs_end_to_end(
+    name: str,
+    offline_home: Path,
+    movielens_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    printed = _execute(
+        name, offline_home, monkeypatch, tmp_path, RECSYS_MOVIELENS_DIR=str(movielens_dir)
+    )
+    # MovieLens has item metadata and ratings: nothing is skipped or replaced.
+    assert not any(says and says in printed for says in NO_METADATA_SAYS.values())
+    assert "No item metadata" not in printed
+
+
+@pytest.mark.spark
+@pytest.mark.timeout(900)  # the first also makes both offline runs: 1 min on 2 quiet cores
+@pytest.mark.parametrize("name", list(FIGURES))
+def test_notebook_runs_without_item_metadata(
+    name: str,
+    no_metadata_home: tuple[Path, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    home, data = no_metadata_home
+    # No MovieLens folder: nothing may fall back to its metadata (u.item).
+    printed = _execute(
+        name,
+        home,
+        monkeypatch,
+        tmp_path,
+        RECSYS_DATASET=str(data),
+        RECSYS_MOVIELENS_DIR=str(tmp_path / "no-movielens"),
+    )
+    assert NO_METADATA_SAYS[name] in printed
 
 
 def _check_replay_events(home: Path) -> None:

@@ -105,6 +105,36 @@ def test_genre_matrix_columns_are_sorted_names() -> None:
     assert flags.tolist() == [[True, True], [False, False], [False, True]]
 
 
+def test_item_metadata_and_the_note_without_it(lists: bundles.BundleLists) -> None:
+    assert bundles.item_metadata(lists.catalogue) == ["genres"]
+    full = pd.DataFrame(
+        {"item_id": ["a", "b"], "title": ["A", None], "year": [1990, None], "genres": [["x"], []]}
+    )
+    assert bundles.item_metadata(full) == ["title", "year", "genres"]
+    # What publish writes without --items: titles are the ids, no years, no genres.
+    bare = pd.DataFrame(
+        {"item_id": ["a", "b"], "title": ["a", "b"], "year": [None, None], "genres": [[], []]}
+    )
+    assert bundles.item_metadata(bare) == []
+    uses = {"title": "items are shown by id", "genres": "the genre panel is skipped"}
+    assert bundles.metadata_note(full, uses) is None
+    assert bundles.metadata_note(bare, uses) == (
+        "No item metadata in this bundle (trained from an interactions file without --items):"
+        " items are shown by id, and the genre panel is skipped."
+    )
+    assert bundles.metadata_note(lists.catalogue, uses, "bundle v1") == (
+        "No item titles in the item metadata of bundle v1: items are shown by id."
+    )
+
+
+def test_diversity_is_nan_without_genres(lists: bundles.BundleLists) -> None:
+    lists.catalogue = lists.catalogue.assign(genres=[[] for _ in range(4)])
+    assert math.isnan(bundles.beyond_accuracy(lists, 2)["diversity"])
+    table = bundles.compare([lists], 3)
+    assert math.isnan(table.loc["v1 (ranker)", "diversity"])
+    assert table.loc["v1 (ranker)", "coverage"] > 0
+
+
 def test_compare_has_a_row_per_bundle(lists: bundles.BundleLists) -> None:
     table = bundles.compare([lists], 3)
     assert table.index.tolist() == ["v1 (ranker)"]
