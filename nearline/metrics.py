@@ -99,6 +99,7 @@ class NearlineMetrics:
         for partition, lag in lags.items():
             self.lag.labels(str(partition)).set(lag)
 
-    def serve(self, port: int, host: str = "0.0.0.0") -> None:
-        """Serve ``/metrics`` from a daemon thread."""
+    def serve(self, port: int, host: str = "127.0.0.1") -> None:
+        """Serve ``/metrics`` from a daemon thread, on this machine only unless ``host``
+        says otherwise (a scraper on another host: ``--metrics-host 0.0.0.0``)."""
         start_http_server(port, addr=host, registry=self.registry)

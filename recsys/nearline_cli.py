@@ -39,6 +39,10 @@ def run(
     metrics_port: Annotated[
         int, typer.Option(help="Serve Prometheus metrics on this port (0: off).")
     ] = 0,
+    metrics_host: Annotated[
+        str,
+        typer.Option(help="Address the metrics server binds (0.0.0.0: every interface)."),
+    ] = "127.0.0.1",
     poll_records: Annotated[int, typer.Option(help="Most records per polled batch.")] = 1000,
     commit_interval: Annotated[
         float, typer.Option(help="Seconds between checkpoints (lake files + offset commit).")
@@ -70,7 +74,7 @@ def run(
     metrics = NearlineMetrics()
     with opened_worker(Settings(), config, metrics) as worker:
         if metrics_port:
-            metrics.serve(metrics_port)
+            metrics.serve(metrics_port, metrics_host)
         stop = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())

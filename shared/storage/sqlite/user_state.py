@@ -104,7 +104,8 @@ class SqliteUserStateStore(SqliteStore, UserStateStore):
             return {}
         marks = ",".join("?" * len(user_ids))
         found = conn.execute(
-            f"SELECT user_id, state, session FROM user_state WHERE expires_at > ? AND user_id IN ({marks})",
+            # Only placeholders are formatted in; the ids are bound parameters.
+            f"SELECT user_id, state, session FROM user_state WHERE expires_at > ? AND user_id IN ({marks})",  # noqa: S608
             (now, *user_ids),
         ).fetchall()
         return {user_id: _Row.from_sql(user_id, blob, session) for user_id, blob, session in found}
