@@ -23,6 +23,7 @@ from shared.fresh import FreshCandidates
 from shared.index import ItemIndex
 from shared.online_features import UnproposedRows
 from shared.ranker import Ranker
+from shared.registry import verify_bundle
 
 _WARMUP_ROWS = (1, 64, 512)
 
@@ -87,8 +88,11 @@ class ServingBundle:
 
 
 def load_serving_bundle(version: str, path: Path, device: str = "auto") -> ServingBundle:
-    """Load and warm a bundle; raises if a file is missing (the old bundle keeps serving)."""
+    """Check, load and warm a bundle; raises ``CorruptBundle`` when a file is missing or
+    changed since the bundle was written, or the loader's error (the old bundle keeps
+    serving either way)."""
     started = time.perf_counter()
+    verify_bundle(path)
     ranker = None
     if (path / layout.RANKER_DIR).is_dir():
         ranker = Ranker.load(path / layout.RANKER_DIR, device=device)

@@ -61,6 +61,7 @@ class BundleHolder:
                 if self._prepare is not None:
                     await self._prepare(bundle)
             except Exception as err:
+                self.metrics.bundle_load_failures.inc()
                 log.error("bundle %s of an experiment arm failed to load: %s", version, err)
                 continue
             self.pinned[version] = bundle
@@ -88,6 +89,7 @@ class BundleHolder:
                     await self._prepare(bundle)
             except Exception as err:
                 self._failed = info.version
+                self.metrics.bundle_load_failures.inc()
                 self.error = f"bundle {info.version} failed to load: {err}"
                 log.error("%s", self.error)
                 return False

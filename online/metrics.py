@@ -57,6 +57,12 @@ class OnlineMetrics:
         self.bundle_swaps = Counter(
             "recsys_online_bundle_swaps", "Bundles swapped in while serving.", registry=r
         )
+        self.bundle_load_failures = Counter(
+            "recsys_online_bundle_load_failures",
+            "Bundles refused at load (missing or changed files, unloadable); the one before"
+            " kept serving.",
+            registry=r,
+        )
         self.bundle_info = Gauge(
             "recsys_online_bundle", "1 for the bundle being served.", ["version"], registry=r
         )

@@ -8,11 +8,14 @@ Layout under the root::
 
 A bundle is built in a staging folder and renamed into place only when complete, and the
 live pointer is replaced atomically, so a reader never sees a half-written bundle and a
-failed job leaves what was live untouched.
+failed job leaves what was live untouched. The manifest records each file's SHA-256;
+:func:`verify_bundle` refuses a bundle whose files are missing or changed since (a disk, a
+copy or a hand that broke them), which is what the online tier checks before it loads one.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 import shutil
@@ -35,6 +38,10 @@ class UnknownBundle(RecsysError):
     """No bundle with that version in the registry."""
 
 
+class CorruptBundle(RecsysError):
+    """A bundle's files are missing or differ from what its manifest recorded."""
+
+
 @dataclass(frozen=True)
 class BundleInfo:
     """What a bundle's manifest records."""
@@ -46,6 +53,36 @@ class BundleInfo:
     params: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
     files: list[str] = field(default_factory=list)
+    digests: dict[str, str] = field(default_factory=dict)  # file -> SHA-256 (hex)
+
+
+def file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def verify_bundle(path: Path) -> BundleInfo:
+    """The manifest of the bundle at ``path``, once every file it lists is there and, where
+    it recorded digests (bundles since 2026-12-06), unchanged; else :class:`CorruptBundle`
+    naming the first file at fault."""
+    manifest = path / MANIFEST
+    if not manifest.is_file():
+        raise CorruptBundle(f"bundle at {path}: no {MANIFEST}")
+    try:
+        info = _read_manifest(manifest)
+    except (ValueError, TypeError) as err:
+        raise CorruptBundle(f"bundle at {path}: unreadable {MANIFEST} ({err})") from None
+    for name in info.files:
+        file = path / name
+        if not file.is_file():
+            raise CorruptBundle(f"bundle {info.version}: {name} is missing")
+        expected = info.digests.get(name)
+        if expected is not None and file_digest(file) != expected:
+            raise CorruptBundle(f"bundle {info.version}: {name} differs from its manifest")
+    return info
 
 
 def new_version(now: float | None = None) -> str:
@@ -173,6 +210,7 @@ class BundleBuilder:
     def seal(self) -> BundleInfo:
         files = sorted(str(p.relative_to(self.path)) for p in self.path.rglob("*") if p.is_file())
         info = BundleInfo(
+            digests={name: file_digest(self.path / name) for name in files},
             version=self.version,
             parent=self.parent,
             created_at=time.time(),

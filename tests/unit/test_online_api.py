@@ -532,3 +532,36 @@ def test_challenger_arm_is_served_by_its_own_bundle(settings: Settings, stores: 
     served = {(b["arm"], b["bundle"]) for b in bodies}
     assert served == {("control", live.version), ("challenger", challenger)}
     assert not any(b["degraded"] for b in bodies)
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [("flip", "embeddings/items.npy differs from its manifest"), ("drop", "is missing")],
+)
+def test_a_damaged_bundle_is_refused_and_the_old_one_keeps_serving(
+    settings: Settings, stores: Any, damage: str, message: str
+) -> None:
+    """A promoted bundle whose files changed after it was written (one flipped byte still
+    loads: only the manifest's digest tells) or went missing is refused, logged and counted."""
+    registry = ModelRegistry(settings.registry_url)
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    with TestClient(build(settings, stores)) as client:
+        before = client.get("/v1/users/u0/recommendations").json()["bundle"]
+        broken = make_bundle(registry, seed=3)
+        target = registry.path(broken) / "embeddings" / "items.npy"
+        if damage == "flip":
+            data = bytearray(target.read_bytes())
+            data[-5] ^= 0x01  # a float's low bit: the file still loads
+            target.write_bytes(bytes(data))
+        else:
+            target.unlink()
+        registry.promote(broken)
+        try:
+            reply = client.post("/v1/admin/reload", headers=auth).json()
+            assert reply["swapped"] is False and reply["bundle"] == before
+            assert message in reply["error"] and broken in reply["error"]
+            assert client.get("/v1/users/u0/recommendations").json()["bundle"] == before
+            metrics = client.get("/metrics").text
+            assert "recsys_online_bundle_load_failures_total 1.0" in metrics
+        finally:
+            registry.rollback()

@@ -7,7 +7,15 @@ from pathlib import Path
 import pytest
 
 from shared.errors import ConfigError, RecsysError
-from shared.registry import ModelRegistry, UnknownBundle, new_version, registry_root
+from shared.registry import (
+    MANIFEST,
+    CorruptBundle,
+    ModelRegistry,
+    UnknownBundle,
+    new_version,
+    registry_root,
+    verify_bundle,
+)
 
 
 def _bundle(registry: ModelRegistry, parent: str | None = None, ndcg: float = 0.4) -> str:
@@ -72,3 +80,32 @@ def test_versions_sort_by_time_and_urls_parse(tmp_path: Path) -> None:
     assert registry_root("file://var/models") == Path("var/models")
     with pytest.raises(ConfigError, match="s3://"):
         registry_root("s3://bucket/models")
+
+
+def test_verify_bundle_checks_every_file_against_its_digest(tmp_path: Path) -> None:
+    import hashlib
+
+    import orjson
+
+    registry = ModelRegistry(f"file://{tmp_path}/models")
+    version = _bundle(registry)
+    path = registry.path(version)
+    info = verify_bundle(path)
+    assert info.digests == {"weights.bin": hashlib.sha256(b"\x00" * 16).hexdigest()}
+
+    (path / "weights.bin").write_bytes(b"\x00" * 15 + b"\x01")  # same size, one bit
+    with pytest.raises(CorruptBundle, match=rf"bundle {version}: weights\.bin differs"):
+        verify_bundle(path)
+    (path / "weights.bin").unlink()
+    with pytest.raises(CorruptBundle, match=r"weights\.bin is missing"):
+        verify_bundle(path)
+
+    # A bundle written before digests: its listed files must exist, their bytes are not known.
+    (path / "weights.bin").write_bytes(b"anything")
+    manifest = orjson.loads((path / MANIFEST).read_bytes())
+    del manifest["digests"]
+    (path / MANIFEST).write_bytes(orjson.dumps(manifest))
+    assert verify_bundle(path).digests == {}
+    (path / MANIFEST).write_bytes(b"{not json")
+    with pytest.raises(CorruptBundle, match=r"unreadable manifest\.json"):
+        verify_bundle(path)
