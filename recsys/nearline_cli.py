@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from recsys.console import console
+from recsys.console import console, err_console
 from shared.settings import Settings
 
 if TYPE_CHECKING:
@@ -137,3 +137,65 @@ def api(
     from nearline.api import create_app
 
     uvicorn.run(create_app(settings=Settings()), host=host, port=port, log_level="info")
+
+
+@app.command("rebuild-state")
+def rebuild_state_command(
+    user: Annotated[
+        list[str] | None,
+        typer.Option(help="Only these users (repeat the option); default: every user."),
+    ] = None,
+    half_life: Annotated[
+        float, typer.Option(help="Half-life in seconds of the session vector (as the worker).")
+    ] = 1800.0,
+    json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Rebuild the per-user state (Redis) from the event history (Cassandra), e.g. after
+    Redis restarted empty; safe to run beside the worker (idempotent on event_id)."""
+    import orjson
+
+    from nearline.embeddings import LiveItemVectors
+    from nearline.rebuild import RebuildStats, rebuild_state
+    from shared.registry import ModelRegistry
+    from shared.storage import factory
+
+    settings = Settings()
+    history = factory.open_history(settings.history_url)
+    state = factory.open_user_state(
+        settings.user_state_url, settings.user_state_ttl_s, settings.recent_items_cap
+    )
+    try:
+        for store in (history, state):
+            factory.ping(store)
+
+        def progress(stats: RebuildStats) -> None:
+            if not json:
+                err_console.print(
+                    f"[green]✓[/] {stats.users:,} users, {stats.events:,} events "
+                    f"({stats.applied:,} new to the state), {stats.seconds:.1f} s"
+                )
+
+        stats = rebuild_state(
+            history,
+            state,
+            vectors=LiveItemVectors(ModelRegistry(settings.registry_url)).current(),
+            half_life_s=half_life,
+            users=user or None,
+            progress=progress,
+        )
+    finally:
+        history.close()
+        state.close()
+    summary = {
+        "users": stats.users,
+        "events": stats.events,
+        "applied": stats.applied,
+        "seconds": stats.seconds,
+    }
+    if json:
+        console.print_json(orjson.dumps(summary).decode())
+    else:
+        console.print(
+            f"rebuilt {stats.users:,} users from {stats.events:,} events "
+            f"({stats.applied:,} new to the state) in {stats.seconds:.1f} s"
+        )

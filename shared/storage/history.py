@@ -8,7 +8,7 @@ appear twice.
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from shared.events import Event
 from shared.storage.base import Store
@@ -26,3 +26,8 @@ class EventHistoryStore(Store):
     @abstractmethod
     def for_user(self, user_id: str, limit: int = 100, since: float | None = None) -> list[Event]:
         """The user's events, newest first; ``since`` keeps those at or after it (epoch s)."""
+
+    @abstractmethod
+    def users(self) -> Iterator[str]:
+        """Every user with at least one event, each once, in no set order (a full scan:
+        for rebuilding state, not for a request path)."""

@@ -161,3 +161,11 @@ def test_impressions_of_both_shapes_read_back_equal(
     assert read == [scalar, per_item, short, full]
     assert read[3].shown is not None and len(read[3].shown) == MAX_SHOWN
     assert read[1].shown is None and read[0].context == {"shown": "carousel"}
+
+
+def test_users_lists_every_user_once(store: EventHistoryStore) -> None:
+    assert set(store.users()) == set()
+    store.append(events("carol", 3) + events("dave", 2))
+    store.append(events("carol", 3))  # a replay adds no user
+    listed = list(store.users())
+    assert sorted(listed) == ["carol", "dave"]

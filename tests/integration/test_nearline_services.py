@@ -318,3 +318,44 @@ def test_event_types_all_reach_the_history(real: Real) -> None:
     stored = real.history.for_user("solo")
     assert Counter(e.type for e in stored) == Counter(EventType)
     assert {e.event_id: e for e in stored} == {e.event_id: e for e in events}
+
+
+def test_state_lost_in_redis_is_rebuilt_from_the_cassandra_history(real: Real) -> None:
+    """Redis loses the state (its keys gone, as after a restart without persistence);
+    `recsys nearline rebuild-state` replays the Cassandra history into it: the state equals
+    the one the worker had written."""
+    events = make_events(users=15, per_user=20)
+    produce(real.log, events)
+    real.worker(unique("rebuild")).run(max_records=len(events))
+    users = sorted({e.user_id for e in events})
+    before = real.state.get_many(users)
+    assert len(before) == 15
+    for user in users:
+        real.state.delete(user)
+    assert not real.state.get_many(users)
+
+    done = subprocess.run(
+        [str(RECSYS), "nearline", "rebuild-state", "--json"],
+        cwd=ROOT,
+        env=real.env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = orjson.loads(done.stdout)
+    assert (out["users"], out["events"], out["applied"]) == (15, 300, 300)
+    after = real.state.get_many(users)
+    for user in users:
+        old, new = before[user], after[user]
+        assert (new.counters, new.recent_items, new.last_active) == (
+            old.counters,
+            old.recent_items,
+            old.last_active,
+        )
+        assert old.session_vector is not None and new.session_vector is not None
+        assert (
+            max(abs(a - b) for a, b in zip(new.session_vector, old.session_vector, strict=True))
+            < 1e-5
+        )

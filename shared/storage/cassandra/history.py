@@ -100,6 +100,11 @@ class CassandraEventHistoryStore(CassandraStore, EventHistoryStore):
             )
         return [_event(user_id, r) for r in rows]
 
+    def users(self) -> Iterator[str]:
+        # DISTINCT on the partition key reads one row per partition, paged by the driver.
+        rows = self._session.execute(f"SELECT DISTINCT user_id FROM {self._ks}.events_by_user")  # noqa: S608 (a checked keyspace name)
+        return (r.user_id for r in rows)
+
 
 def _event(user_id: str, row: Any) -> Event:
     context, shown = Event.split_lake_context(orjson.loads(row.context or "{}"))

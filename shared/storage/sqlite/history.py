@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from shared.events import Event
 from shared.storage.history import EventHistoryStore
@@ -41,3 +41,8 @@ class SqliteEventHistoryStore(SqliteStore, EventHistoryStore):
                 (user_id, since if since is not None else float("-inf"), limit),
             ).fetchall()
         return [Event.from_json(r[0]) for r in rows]
+
+    def users(self) -> Iterator[str]:
+        with self._db.read() as conn:
+            rows = conn.execute("SELECT DISTINCT user_id FROM events_by_user").fetchall()
+        return iter([r[0] for r in rows])
