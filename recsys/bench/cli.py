@@ -1,10 +1,10 @@
-"""``recsys bench offline|nearline|online|all``: each subcommand lives in its own module."""
+"""``recsys bench offline|nearline|online|all|faults``: each subcommand lives in its own module."""
 
 from __future__ import annotations
 
 import typer
 
-from recsys.bench import everything, nearline, offline, online
+from recsys.bench import everything, faults, nearline, offline, online
 
 app = typer.Typer(
     help="Benchmarks: wall time, throughput, latency and memory on this machine.",
@@ -14,3 +14,4 @@ app.command("offline")(offline.command)
 app.command("nearline")(nearline.command)
 app.command("online")(online.command)
 app.command("all")(everything.command)
+app.command("faults")(faults.command)
