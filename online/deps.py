@@ -59,10 +59,11 @@ async def require_admin(
 ) -> None:
     """Bearer token from settings; without a configured token the endpoints are off (404)."""
     settings: Settings = _runtime(request).settings
-    if not settings.admin_token:
+    token = settings.admin_token.get_secret_value() if settings.admin_token else ""
+    if not token:
         raise HTTPException(404, "admin endpoints are disabled (RECSYS_ADMIN_TOKEN unset)")
     given = (authorization or "").removeprefix("Bearer ").strip()
-    if not hmac.compare_digest(given.encode(), settings.admin_token.encode()):
+    if not hmac.compare_digest(given.encode(), token.encode()):
         raise HTTPException(401, "admin token missing or wrong", {"WWW-Authenticate": "Bearer"})
 
 

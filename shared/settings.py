@@ -114,8 +114,10 @@ class Settings(BaseSettings):
     store_timeout_ms: float = Field(
         30.0, gt=0, description="Most a store read (user state, candidates) may take."
     )
-    admin_token: str | None = Field(
-        None, description="Bearer token of the /v1/admin endpoints; unset: they are disabled."
+    admin_token: SecretStr | None = Field(
+        None,
+        description="Bearer token of the /v1/admin endpoints; unset: they are disabled. Never"
+        " printed (a secret string).",
     )
     events_token: SecretStr | None = Field(
         None,

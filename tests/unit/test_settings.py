@@ -132,7 +132,10 @@ def test_online_fields_are_read_from_recsys_variables(monkeypatch: pytest.Monkey
         monkeypatch.setenv(name, value)
     settings = load()
     assert settings.budget_ms == 120.0 and settings.store_timeout_ms == 15.0
-    assert settings.admin_token == "s3cret" and settings.reload_interval_s == 2.5
+    assert settings.admin_token is not None
+    assert settings.admin_token.get_secret_value() == "s3cret"
+    assert "s3cret" not in repr(settings)  # a secret: never printed
+    assert settings.reload_interval_s == 2.5
     assert settings.candidates_cache_size == 0 and settings.store_threads == 4
     assert settings.device == "cpu" and settings.experiment_salt == "exp2"
     assert settings.experiment_arms == {"control": 0.5, "blend": 0.5}
