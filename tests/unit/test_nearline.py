@@ -471,6 +471,21 @@ def test_failed_writes_are_retried_and_still_count_once(stores: Stores) -> None:
     consumer.close()
 
 
+def assert_same_state(before: dict[str, UserState], after: dict[str, UserState]) -> None:
+    """The same users, with the same counters, recent items, last activity and session
+    vector (to float precision)."""
+    assert sorted(after) == sorted(before)
+    for user, old in before.items():
+        new = after[user]
+        assert (new.counters, new.recent_items, new.last_active) == (
+            old.counters,
+            old.recent_items,
+            old.last_active,
+        )
+        assert old.session_vector is not None and new.session_vector is not None
+        np.testing.assert_allclose(new.session_vector, old.session_vector, rtol=1e-5)
+
+
 def test_state_rebuilt_from_history_equals_the_state_the_worker_wrote(stores: Stores) -> None:
     """The state lost (a new, empty store) and rebuilt from the history: the same counters,
     recent items, last activity and session vector; a second rebuild changes nothing."""
@@ -486,16 +501,7 @@ def test_state_rebuilt_from_history_equals_the_state_the_worker_wrote(stores: St
     vectors = LiveItemVectors(stores.registry).current()
     stats = rebuild_state(stores.history, lost, vectors=vectors, half_life_s=1800.0, batch_users=5)
     assert (stats.users, stats.events, stats.applied) == (12, 300, 300)
-    after = lost.get_many(users)
-    for user in users:
-        old, new = before[user], after[user]
-        assert (new.counters, new.recent_items, new.last_active) == (
-            old.counters,
-            old.recent_items,
-            old.last_active,
-        )
-        assert old.session_vector is not None and new.session_vector is not None
-        np.testing.assert_allclose(new.session_vector, old.session_vector, rtol=1e-5)
+    assert_same_state(before, lost.get_many(users))
     again = rebuild_state(stores.history, lost, vectors=vectors, half_life_s=1800.0)
     assert again.applied == 0  # idempotent on event_id
     only = rebuild_state(stores.history, lost, vectors=vectors, half_life_s=1800.0, users=["u3"])
