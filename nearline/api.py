@@ -17,7 +17,6 @@ gets the guard of ``Settings()`` on its first event request.
 
 from __future__ import annotations
 
-import hmac
 import math
 import threading
 import time
@@ -32,6 +31,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from shared.errors import ServiceUnavailable
 from shared.events import Event
+from shared.http_auth import bearer_matches
 from shared.http_limits import RequestLimits
 from shared.settings import Settings
 from shared.storage.event_log import EventLog
@@ -63,7 +63,7 @@ class EventsGuard:
     MAX_CLIENTS = 10_000  # buckets kept (least recently seen dropped): memory stays bounded
 
     def __init__(self, token: str | None, rate_per_s: float, burst: int) -> None:
-        self._expected = None if token is None else f"Bearer {token}".encode()
+        self._token = token
         self.rate = rate_per_s
         self.burst = float(burst)
         self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
@@ -76,12 +76,12 @@ class EventsGuard:
 
     def check(self, request: Request) -> None:
         """Raise 401 or 429 (as HTTPException) when the request may not write now."""
-        if self._expected is not None:
-            given = request.headers.get("authorization", "").encode()
-            if not hmac.compare_digest(given, self._expected):
-                raise HTTPException(
-                    401, "missing or wrong events token", {"WWW-Authenticate": "Bearer"}
-                )
+        if self._token is not None and not bearer_matches(
+            request.headers.get("authorization"), self._token
+        ):
+            raise HTTPException(
+                401, "missing or wrong events token", {"WWW-Authenticate": "Bearer"}
+            )
         if self.rate > 0:
             wait = self._take(request.client.host if request.client else "")
             if wait > 0:

@@ -6,7 +6,6 @@ per dependency per request for what is an attribute read (a tenth of a request's
 
 from __future__ import annotations
 
-import hmac
 from typing import Annotated
 
 from fastapi import Depends, Header, HTTPException, Request
@@ -17,6 +16,7 @@ from online.impressions import ImpressionLogger
 from online.metrics import OnlineMetrics
 from online.recommend import Recommender
 from online.runtime import Runtime
+from shared.http_auth import bearer_matches
 from shared.settings import Settings
 
 
@@ -62,8 +62,7 @@ async def require_admin(
     token = settings.admin_token.get_secret_value() if settings.admin_token else ""
     if not token:
         raise HTTPException(404, "admin endpoints are disabled (RECSYS_ADMIN_TOKEN unset)")
-    given = (authorization or "").removeprefix("Bearer ").strip()
-    if not hmac.compare_digest(given.encode(), token.encode()):
+    if not bearer_matches(authorization, token):
         raise HTTPException(401, "admin token missing or wrong", {"WWW-Authenticate": "Bearer"})
 
 
