@@ -56,6 +56,7 @@ from offline.ranker_training import (
 )
 from offline.report import evaluation_report
 from offline.spec import (
+    GENERATORS,
     Fitted,
     JobResult,
     JobSpec,
@@ -179,7 +180,9 @@ def make_members(
         elif name == "als":
             members.append(_als(settings, params))
         else:
-            raise DataError(f"unknown generator {name!r} in blend weights (ease, als, covisit)")
+            raise DataError(
+                f"unknown generator {name!r} in blend weights ({', '.join(GENERATORS)})"
+            )
     if not any(m.name in ("als", "spark_als") for m in members):
         members.append(_als(settings, params))  # the index and the session vectors need it
     return members, skipped

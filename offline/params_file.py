@@ -17,13 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from offline.spec import ModelParams
+from offline.spec import GENERATORS, ModelParams
 from shared.errors import DataError
 
 if TYPE_CHECKING:
     from offline.tune import TuneResult
 
-GENERATORS = ("ease", "als", "covisit")
 PARAMS_FORMAT = 1
 
 

@@ -32,6 +32,11 @@ IntArray = npt.NDArray[np.int32]
 StepCallback = Callable[[str, float, str], None]  # step name, seconds, one-line detail
 
 
+# The generators the job can blend (offline.job.make_members builds them); popularity is
+# always there and takes no weight.
+GENERATORS = ("ease", "als", "covisit")
+
+
 @dataclass(frozen=True)
 class ModelParams:
     """Generator, blend and ranker parameters. Defaults: tuned on a validation split of

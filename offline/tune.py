@@ -163,27 +163,25 @@ def objective(
 
 def tune_job(
     settings: Settings, spec: JobSpec, on_trial: TrialCallback | None = None, **budget: Any
-) -> tuple[TuneResult, str]:
+) -> TuneResult:
     """Tune on the training part of ``spec``'s data (the pipeline's split step, shared
-    with the job through its cache). Returns the result and the data fingerprint."""
+    with the job through its cache)."""
     from offline.pipeline.run import run_pipeline
 
     pipeline = run_pipeline(
         settings, spec.source, split=spec.split, clean=spec.clean, items=spec.items
     )
     train = pd.read_parquet(pipeline.path("split", "train"))
-    fingerprint = pipeline.steps["split"].key
-    result = tune(
+    return tune(
         settings,
         train,
         label=spec.label,
-        fingerprint=fingerprint,
+        fingerprint=pipeline.steps["split"].key,
         k=spec.k,
         base=spec.params,
         on_trial=on_trial,
         **budget,
     )
-    return result, fingerprint
 
 
 def study_storage(settings: Settings) -> str:

@@ -216,7 +216,7 @@ def _run_tune(
         best = "" if t.best is None else f"  best {t.best:.4f} (#{t.best_number})"
         err_console.print(f"[green]✓[/] trial {t.number:<4} {t.seconds:6.1f}s  {value}{best}")
 
-    result, _ = tune_job(settings, spec, line, trials=trials, minutes=minutes, study=study)
+    result = tune_job(settings, spec, line, trials=trials, minutes=minutes, study=study)
     path = write_params(out or settings.home / "tune" / f"{result.study}.json", result, spec.label)
     return result, path
 
