@@ -97,7 +97,7 @@ class BundleHolder:
             self.error = None
             self._failed = None
             self.metrics.bundle_swaps.inc()
-            self.metrics.set_bundle(bundle.version)
+            self.metrics.set_bundle(bundle.version, info.created_at)
             log.info(
                 "serving bundle %s (loaded in %.2f s, was %s)",
                 bundle.version,

@@ -1,19 +1,46 @@
-"""Prometheus metrics of one API process, in a registry of its own (served at /metrics)."""
+"""Prometheus metrics of the API, served at /metrics.
+
+One process (``recsys online serve``, the default one worker): a registry of its own. Several
+worker processes (``--workers N``) share one port, so a scrape reaches one of them at random;
+``serve`` then sets ``PROMETHEUS_MULTIPROC_DIR`` before the workers start, prometheus_client
+keeps every value in a memory-mapped file per process there, and :meth:`OnlineMetrics.exposition`
+adds up the files of all workers: counters and histograms are totals, and each gauge says
+how its workers' values combine (``multiprocess_mode``).
+"""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 _BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 1.0)
 
 
 class OnlineMetrics:
-    """Latency per stage, candidates per source, fallbacks, errors, the bundle served."""
+    """Latency per stage, candidates per source, fallbacks, errors, the bundle served.
 
-    def __init__(self) -> None:
+    ``record=False`` gives metrics whose request-path children (:meth:`child`) record
+    nothing: the warm-up's computation must not count, and with several workers every
+    metric object of a process writes to the same shared files, whatever its registry.
+    """
+
+    def __init__(self, record: bool = True) -> None:
         self.registry = CollectorRegistry()
+        self.record = record
+        # Read once, here: prometheus_client chose its value class from it at import.
+        self.multiprocess_dir = os.environ.get(MULTIPROC_ENV) or None
+        self._bundle_version: str | None = None
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         r = self.registry
         self.request_seconds = Histogram(
@@ -63,8 +90,25 @@ class OnlineMetrics:
             " kept serving.",
             registry=r,
         )
+        self.degraded = Counter(
+            "recsys_online_degraded_answers",
+            "Answers given without a stage (a store late or down, a ranking error): degraded.",
+            registry=r,
+        )
         self.bundle_info = Gauge(
-            "recsys_online_bundle", "1 for the bundle being served.", ["version"], registry=r
+            "recsys_online_bundle",
+            "1 for the bundle being served (with several workers: by any of them).",
+            ["version"],
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        self.bundle_created = Gauge(
+            "recsys_online_bundle_created_timestamp_seconds",
+            "When the bundle being served was built (its manifest's created_at), in Unix"
+            " seconds; with several workers the oldest any of them serves. Its age is"
+            " time() minus this.",
+            registry=r,
+            multiprocess_mode="livemin",
         )
         self.impressions_dropped = Counter(
             "recsys_online_impressions_dropped",
@@ -76,12 +120,47 @@ class OnlineMetrics:
     def child(self, metric: Any, *labels: str) -> Any:
         """``metric.labels(*labels)``, looked up once: the request path labels a handful of
         series several times per request, and each ``labels`` call costs a lock and a hash."""
+        if not self.record:
+            return _DISCARD
         key = (id(metric), labels)
         found = self._children.get(key)
         if found is None:
             found = self._children[key] = metric.labels(*labels)
         return found
 
-    def set_bundle(self, version: str) -> None:
-        self.bundle_info.clear()
+    def set_bundle(self, version: str, created_at: float) -> None:
+        """The bundle now served, and when it was built."""
+        before = self._bundle_version
+        if before is not None and before != version:
+            # A removed series stays in a worker's shared file: zero it first.
+            self.bundle_info.labels(before).set(0)
+            self.bundle_info.remove(before)
         self.bundle_info.labels(version).set(1)
+        self.bundle_created.set(created_at)
+        self._bundle_version = version
+
+    def exposition(self) -> bytes:
+        """The text /metrics answers: this process's metrics, or every worker's added up."""
+        if self.multiprocess_dir is None:
+            return generate_latest(self.registry)
+        combined = CollectorRegistry()
+        multiprocess.MultiProcessCollector(combined, path=self.multiprocess_dir)  # type: ignore[no-untyped-call]
+        return generate_latest(combined)
+
+    def close(self) -> None:
+        """At the end of a worker: its live gauges stop counting (``live*`` modes)."""
+        if self.multiprocess_dir is not None and self.record:
+            multiprocess.mark_process_dead(os.getpid(), self.multiprocess_dir)  # type: ignore[no-untyped-call]
+
+
+class _Discard:
+    """A metric child that records nothing."""
+
+    def inc(self, amount: float = 1) -> None:
+        pass
+
+    def observe(self, amount: float) -> None:
+        pass
+
+
+_DISCARD = _Discard()

@@ -135,9 +135,9 @@ class Recommender:
 
     def warm_up(self, bundle: ServingBundle) -> None:
         """One request's computation on ``bundle`` before it serves (FAISS, the ranker,
-        numpy paths), counted in a scratch registry so the real metrics stay clean."""
+        numpy paths), with metrics that record nothing so the real ones stay clean."""
         scratch = Recommender(
-            self.settings, self.holder, self.user_state, self.candidates, OnlineMetrics()
+            self.settings, self.holder, self.user_state, self.candidates, OnlineMetrics(False)
         )
         state = UserState("warm-up", recent_items=bundle.popular[:3])
         for arm in ARMS.values():
@@ -179,6 +179,8 @@ class Recommender:
         self.metrics.child(self.metrics.request_seconds, arm.name).observe(total)
         for stage, reason in got.failures.items():
             self.metrics.fallbacks.labels(stage, _reason_kind(reason)).inc()
+        if got.failures:
+            self.metrics.degraded.inc()
         served: dict[str, int] = {}
         for item in items:
             source = item.sources[0].partition(":")[0]

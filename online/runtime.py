@@ -101,6 +101,7 @@ class Runtime:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._poller
         self.impressions.close()
+        self.metrics.close()
         if self.user_state.store is not None:  # its async client belongs to this loop
             with contextlib.suppress(Exception):
                 await self.user_state.store.aclose()

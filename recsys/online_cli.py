@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import tempfile
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from shared.settings import Settings
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # online.metrics reads it in each worker
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -52,19 +56,31 @@ def serve(
     ] = 1,
     log_level: Annotated[str, typer.Option(help="Logging level.")] = "info",
 ) -> None:
-    """Serve the API with uvicorn until SIGTERM/SIGINT."""
+    """Serve the API with uvicorn until SIGTERM/SIGINT.
+
+    With several workers, /metrics answers the sum over all of them: their metrics live in
+    a fresh folder of memory-mapped files (``PROMETHEUS_MULTIPROC_DIR``, deleted at exit).
+    """
     import uvicorn
 
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     os.environ[_THREADS_ENV] = str(threads)
-    uvicorn.run(
-        "recsys.online_cli:api_factory",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level=log_level.lower(),
-        access_log=False,
-    )
+    metrics_dir = None
+    if workers > 1:  # set before the workers start: they import prometheus_client fresh
+        metrics_dir = tempfile.mkdtemp(prefix="recsys-metrics-")
+        os.environ[MULTIPROC_ENV] = metrics_dir
+    try:
+        uvicorn.run(
+            "recsys.online_cli:api_factory",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level=log_level.lower(),
+            access_log=False,
+        )
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)

@@ -7,7 +7,7 @@ import asyncio
 
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from online.deps import MetricsDep, RuntimeDep
 from online.schemas import Readiness
@@ -45,4 +45,5 @@ async def readyz(runtime: RuntimeDep) -> JSONResponse:
 
 @router.get("/metrics", include_in_schema=False)
 def metrics(registry: MetricsDep) -> Response:
-    return Response(generate_latest(registry.registry), media_type=CONTENT_TYPE_LATEST)
+    """This process's metrics, or with several workers all of theirs added up."""
+    return Response(registry.exposition(), media_type=CONTENT_TYPE_LATEST)
