@@ -12,6 +12,8 @@ missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || missing+=(maven)
+# Prometheus (`recsys services up prometheus`) and promtool, which checks and tests its rules.
+command -v promtool >/dev/null || missing+=(prometheus)
 # The browser tests drive Debian's Chromium (a test tool's own browser download cannot work).
 [ -x /usr/bin/chromium ] || missing+=(chromium chromium-driver)
 # Go builds vegeta, the compiled load generator of `recsys bench online --generator vegeta`.

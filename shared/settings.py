@@ -106,6 +106,23 @@ class Settings(BaseSettings):
         " cuda without one fails at start-up. ALS falls back to the CPU, with a warning, when"
         " implicit was built without CUDA.",
     )
+    prometheus_port: int = Field(
+        9095,
+        ge=1,
+        le=65535,
+        description="Port of the Prometheus `recsys services up prometheus` starts on"
+        " 127.0.0.1 (not 9090, where Debian's own prometheus service listens).",
+    )
+    scrape_api_targets: list[str] = Field(
+        default_factory=lambda: ["127.0.0.1:8000"],
+        description="host:port of each online API that Prometheus scrapes, as JSON, e.g."
+        ' ["10.0.0.5:8000"]; one address per `recsys online serve`, whatever its workers.',
+    )
+    scrape_nearline_targets: list[str] = Field(
+        default_factory=lambda: ["127.0.0.1:9108"],
+        description="host:port of each nearline worker's metrics (`recsys nearline run"
+        " --metrics-port`) that Prometheus scrapes, as JSON; one per worker.",
+    )
 
     # Online API: what the request path may spend, where it degrades, who may administer it.
     budget_ms: float = Field(

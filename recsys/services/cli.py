@@ -1,4 +1,5 @@
-"""`recsys services up|down|status`: real Kafka, Cassandra and Redis on 127.0.0.1, no Docker."""
+"""`recsys services up|down|status`: real Kafka, Cassandra and Redis on 127.0.0.1, no Docker;
+Prometheus too when named."""
 
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ from recsys.services.manager import Action, Outcome
 from shared.errors import RecsysError
 
 app = typer.Typer(
-    help="Run real Apache Kafka, Apache Cassandra and Redis on 127.0.0.1 (no Docker).",
+    help="Run real Apache Kafka, Apache Cassandra and Redis on 127.0.0.1 (no Docker);"
+    " Prometheus when named (`up prometheus`).",
     no_args_is_help=True,
 )
 
@@ -29,11 +31,16 @@ class Name(StrEnum):
     kafka = "kafka"
     cassandra = "cassandra"
     redis = "redis"
+    prometheus = "prometheus"
 
 
 Names = Annotated[
     list[Name] | None,
-    typer.Argument(help="Services to act on (default: all).", show_default=False),
+    typer.Argument(
+        help="Services to act on (default: kafka, cassandra, redis, and prometheus only"
+        " when one of ours runs; `up prometheus` starts it).",
+        show_default=False,
+    ),
 ]
 StateDir = Annotated[
     Path | None,
@@ -72,13 +79,12 @@ def _quiet_drivers() -> None:
 def _services(
     names: list[Name] | None, state_dir: Path | None, cache_dir: Path | None
 ) -> list[Service]:
-    if state_dir is None or cache_dir is None:
-        from shared.settings import Settings
+    from shared.settings import Settings
 
-        settings = Settings()
-        state_dir = state_dir or settings.home / "services"
-        cache_dir = cache_dir or settings.cache_dir
-    return manager.make_services([n.value for n in names or []], state_dir, cache_dir)
+    settings = Settings()  # also Prometheus' port and scrape targets
+    state_dir = state_dir or settings.home / "services"
+    cache_dir = cache_dir or settings.cache_dir
+    return manager.make_services([n.value for n in names or []], state_dir, cache_dir, settings)
 
 
 def _outcome_line(svc: Service, result: Outcome | RecsysError) -> Text:

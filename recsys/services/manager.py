@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from recsys.services.base import Service, ServiceError, State, Status
 from recsys.services.cassandra import Cassandra
@@ -32,15 +32,16 @@ from recsys.services.proc import (
     stop_session,
     write_pid,
 )
+from recsys.services.prometheus import Prometheus, PrometheusConfig
 from recsys.services.redis_server import Redis
 from shared.errors import RecsysError
 
-SERVICE_NAMES: tuple[str, ...] = ("kafka", "cassandra", "redis")
-_FACTORIES: dict[str, Callable[[Path, Path], Service]] = {
-    "kafka": Kafka,
-    "cassandra": Cassandra,
-    "redis": Redis,
-}
+if TYPE_CHECKING:
+    from shared.settings import Settings
+
+SERVICE_NAMES: tuple[str, ...] = ("kafka", "cassandra", "redis")  # `up` with no names
+OPTIONAL_NAMES: tuple[str, ...] = ("prometheus",)  # started only when named
+ALL_NAMES: tuple[str, ...] = SERVICE_NAMES + OPTIONAL_NAMES
 # Poll quickly at first (Redis is up in milliseconds), then back off for the slow JVMs.
 _POLL_FIRST_S = 0.05
 _POLL_MAX_S = 0.5
@@ -67,15 +68,37 @@ class Outcome:
     purged: bool = False
 
 
-def make_services(names: Sequence[str] | None, state_dir: Path, cache_dir: Path) -> list[Service]:
-    """Services by name, in the canonical order; all of them when ``names`` is empty."""
-    wanted = list(dict.fromkeys(names or SERVICE_NAMES))
-    unknown = [n for n in wanted if n not in _FACTORIES]
+def _make(name: str, state_dir: Path, cache_dir: Path, settings: Settings | None) -> Service:
+    if name == "prometheus":
+        config = PrometheusConfig.from_settings(settings) if settings else None
+        return Prometheus(state_dir, cache_dir, config)
+    factory: Callable[[Path, Path], Service] = {
+        "kafka": Kafka,
+        "cassandra": Cassandra,
+        "redis": Redis,
+    }[name]
+    return factory(state_dir, cache_dir)
+
+
+def make_services(
+    names: Sequence[str] | None,
+    state_dir: Path,
+    cache_dir: Path,
+    settings: Settings | None = None,
+) -> list[Service]:
+    """Services by name, in the canonical order. No names: the default ones, and the
+    optional ones (Prometheus) only while one of ours runs, so that a bare ``status`` or
+    ``down`` covers what ``up`` started without requiring what it never started."""
+    unknown = [n for n in names or () if n not in ALL_NAMES]
     if unknown:
-        raise ServiceError(
-            f"unknown service {unknown[0]!r}; choose from {', '.join(SERVICE_NAMES)}"
-        )
-    return [_FACTORIES[n](state_dir, cache_dir) for n in SERVICE_NAMES if n in wanted]
+        raise ServiceError(f"unknown service {unknown[0]!r}; choose from {', '.join(ALL_NAMES)}")
+    if names:
+        wanted = set(names)
+    else:
+        optional = [_make(n, state_dir, cache_dir, settings) for n in OPTIONAL_NAMES]
+        running = {s.name for s in optional if is_ours(read_pid(s.pid_path), s.marker)}
+        wanted = set(SERVICE_NAMES) | running
+    return [_make(n, state_dir, cache_dir, settings) for n in ALL_NAMES if n in wanted]
 
 
 def _probe(svc: Service) -> tuple[bool, str | None, str]:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import base64
+import http.server
+import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -30,7 +33,15 @@ from recsys.services.kafka import (
     render_server_properties,
 )
 from recsys.services.kafka import server_argv as kafka_argv
+from recsys.services.prometheus import (
+    Prometheus,
+    PrometheusConfig,
+    prometheus_argv,
+    render_config,
+    targets_file,
+)
 from recsys.services.redis_server import RedisConfig, redis_argv
+from shared.settings import Settings
 
 
 def parse_properties(text: str) -> dict[str, str]:
@@ -324,6 +335,25 @@ def test_make_services_order_dedupe_and_unknown(tmp_path: Path) -> None:
         manager.make_services(["zookeeper"], tmp_path, tmp_path)
 
 
+def test_prometheus_is_started_only_when_named_and_listed_while_ours_runs(
+    tmp_path: Path,
+) -> None:
+    assert "prometheus" not in [s.name for s in manager.make_services(None, tmp_path, tmp_path)]
+    named = manager.make_services(["prometheus", "redis"], tmp_path, tmp_path)
+    assert [s.name for s in named] == ["redis", "prometheus"]
+    ours = named[1]
+    # A process whose command line names Prometheus' state folder, as the real one does.
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", ours.marker])
+    try:
+        proc.write_pid(ours.pid_path, sleeper.pid)
+        every = [s.name for s in manager.make_services(None, tmp_path, tmp_path)]
+        assert every == ["kafka", "cassandra", "redis", "prometheus"]
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert "prometheus" not in [s.name for s in manager.make_services(None, tmp_path, tmp_path)]
+
+
 def test_status_usable_and_json_shape() -> None:
     st = Status("redis", "127.0.0.1:6379", State.EXTERNAL, None, "7.0.15")
     assert st.usable
@@ -356,3 +386,50 @@ def test_importing_the_cli_has_no_side_effects(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
     assert list(tmp_path.iterdir()) == []
+
+
+# --- Prometheus --------------------------------------------------------------------------
+
+
+def test_prometheus_config_from_settings_never_takes_debians_port() -> None:
+    cfg = PrometheusConfig.from_settings(
+        Settings(scrape_nearline_targets=["127.0.0.1:9108", "127.0.0.1:9109"])
+    )
+    assert cfg.port == 9095
+    assert cfg.api_targets == ("127.0.0.1:8000",)
+    assert cfg.nearline_targets == ("127.0.0.1:9108", "127.0.0.1:9109")
+    assert cfg.rules.is_file() and cfg.rules.parts[-3:] == ("deploy", "prometheus", "rules.yml")
+
+
+def test_prometheus_config_scrapes_both_tiers_from_target_files(tmp_path: Path) -> None:
+    cfg = PrometheusConfig(port=19095, interval_s=1.0, rules=Path("/odd dir/rules.yml"))
+    conf = yaml.safe_load(render_config(cfg, tmp_path / "t: x"))
+    assert conf["global"]["scrape_interval"] == conf["global"]["evaluation_interval"] == "1000ms"
+    assert conf["rule_files"] == ["/odd dir/rules.yml"]
+    jobs = {job["job_name"]: job for job in conf["scrape_configs"]}
+    assert jobs["prometheus"]["static_configs"] == [{"targets": ["127.0.0.1:19095"]}]
+    assert jobs["recsys-online"]["file_sd_configs"] == [{"files": [f"{tmp_path}/t: x/online.json"]}]
+    assert jobs["recsys-nearline"]["file_sd_configs"][0]["files"][0].endswith("nearline.json")
+    assert json.loads(targets_file(("a:1", "b:2"))) == [{"targets": ["a:1", "b:2"]}]
+    assert json.loads(targets_file(())) == []
+
+
+def test_prometheus_argv_names_its_state_folder(tmp_path: Path) -> None:
+    svc = Prometheus(tmp_path, tmp_path, PrometheusConfig(port=19095))
+    argv = prometheus_argv("/usr/bin/prometheus", svc.config, svc.home, svc.data_dir)
+    assert svc.marker in " ".join(argv)
+    assert "--web.listen-address=127.0.0.1:19095" in argv
+    assert f"--storage.tsdb.path={svc.data_dir}" in argv
+
+
+def test_a_stranger_on_prometheus_port_is_reported(tmp_path: Path) -> None:
+    server = http.server.HTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        port = server.server_address[1]
+        st = manager.inspect(Prometheus(tmp_path, tmp_path, PrometheusConfig(port=int(port))))
+    finally:
+        server.shutdown()
+    assert st.state is State.UNHEALTHY
+    assert "held by another program that does not answer Prometheus HTTP" in st.detail
