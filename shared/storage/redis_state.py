@@ -1,4 +1,4 @@
-"""User state in Redis: a hash, a capped list and a dedupe set per user, all with a TTL.
+"""User state in Redis: a hash, a capped recent set and a dedupe set per user, all with a TTL.
 
 Keys carry the user id in a hash tag (``user:{42}:state``) so the keys of one user land
 on the same slot of a Redis Cluster and one script can update them together.
@@ -7,12 +7,20 @@ on the same slot of a Redis Cluster and one script can update them together.
 the script checks each event id against the user's sorted set of applied ids and changes
 counters, recent items, last active and the session vector only for new ones, atomically,
 so a replayed batch changes nothing. It mirrors :func:`shared.storage.user_state.fold_events`.
+
+The recent items are a sorted set scored by the event's time, each member the event id and
+the item (``id \\x1f item``): newest first by time, then event id, whatever order events
+arrive in, capped by rank. A user written by an older release has a plain list there (newest
+first); the first new event turns it into the set, at the user's last active time, and reads
+take either.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
+from typing import Any
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import numpy as np
@@ -26,13 +34,14 @@ from shared.storage.user_state import (
     UserState,
     UserStateStore,
     UserStateUpdate,
+    pushed_entries,
 )
 
 _COUNTER = "c:"
 _SESSION = "session"
 _LAST_ACTIVE = "last_active"
 
-# KEYS: state hash, recent list, seen zset. ARGV: cap, ttl, half life, window, the events
+# KEYS: state hash, recent zset, seen zset. ARGV: cap, ttl, half life, window, the events
 # as one JSON array of [id, item, type, timestamp (text), push (1/0), vector bytes], and
 # their vectors (float32 little-endian) end to end. Two arguments instead of six per event:
 # the client spent more time packing arguments than Redis running the script.
@@ -71,7 +80,10 @@ for _, e in ipairs(events) do
     scored[#scored + 1] = seq
     scored[#scored + 1] = id
     counts[e[3]] = (counts[e[3]] or 0) + 1
-    if e[5] == 1 then pushed[#pushed + 1] = e[2] end
+    if e[5] == 1 then
+      pushed[#pushed + 1] = e[4]
+      pushed[#pushed + 1] = id .. '\\31' .. e[2]
+    end
     local ts = tonumber(e[4])
     if last == nil or ts > last then last, last_s = ts, e[4] end
     if len > 0 then
@@ -107,8 +119,17 @@ if new > 0 then
   call_chunked('ZADD', seen, scored)  -- 1000 is even: chunks keep score, member pairs
   for kind, n in pairs(counts) do redis.call('HINCRBY', state, 'c:' .. kind, n) end
   if #pushed > 0 then
-    call_chunked('LPUSH', recent, pushed)  -- in turn, as one LPUSH per event: newest first
-    redis.call('LTRIM', recent, 0, cap - 1)
+    if redis.call('TYPE', recent).ok == 'list' then  -- written by an older release
+      local items, old = redis.call('LRANGE', recent, 0, -1), {}
+      redis.call('DEL', recent)
+      for i, item in ipairs(items) do
+        old[#old + 1] = last0 or '0'
+        old[#old + 1] = string.format('~%06d', #items - i) .. '\\31' .. item
+      end
+      call_chunked('ZADD', recent, old)
+    end
+    call_chunked('ZADD', recent, pushed)  -- score (the time), member pairs
+    redis.call('ZREMRANGEBYRANK', recent, 0, -(cap + 1))
   end
   if changed then
     redis.call('HSET', state, 'seq', seq, 'last_active', last_s,
@@ -125,9 +146,16 @@ redis.call('EXPIRE', seen, ttl)
 return new
 """
 
-# KEYS: state hash, recent list. ARGV: how many recent items. What the online tier reads.
+# KEYS: state hash, recent zset (or an older release's list). ARGV: how many recent items.
+# What the online tier reads.
 _READ_STATE = """
-return {redis.call('HGETALL', KEYS[1]), redis.call('LRANGE', KEYS[2], 0, tonumber(ARGV[1]) - 1)}
+local n, recent = tonumber(ARGV[1]) - 1, nil
+if redis.call('TYPE', KEYS[2]).ok == 'list' then
+  recent = redis.call('LRANGE', KEYS[2], 0, n)
+else
+  recent = redis.call('ZREVRANGE', KEYS[2], 0, n)
+end
+return {redis.call('HGETALL', KEYS[1]), recent}
 """
 
 
@@ -207,9 +235,10 @@ class RedisUserStateStore(UserStateStore):
         for update in updates:
             state_key, recent_key = self._keys(update.user_id)
             if update.new_items:
-                # LPUSH puts each argument at the head in turn: the newest ends up first.
-                pipe.lpush(recent_key, *update.new_items)
-                pipe.ltrim(recent_key, 0, self.recent_cap - 1)
+                at = update.last_active if update.last_active is not None else time.time()
+                pushed = pushed_entries(update.new_items, at)
+                pipe.zadd(recent_key, {f"{e.event_id}\x1f{e.item_id}": e.timestamp for e in pushed})
+                pipe.zremrangebyrank(recent_key, 0, -(self.recent_cap + 1))
             for name, n in update.counter_increments.items():
                 pipe.hincrby(state_key, _COUNTER + name, n)
             fields: dict[str, bytes | float] = {}
@@ -251,38 +280,46 @@ class RedisUserStateStore(UserStateStore):
         return sum(int(r) for r in replies)
 
     def _run_script(
-        self, calls: list[tuple[list[str], list[str | bytes | float | int]]]
-    ) -> list[int]:
-        """EVALSHA every call in one pipeline; (re)load the script once if Redis lost it."""
+        self, calls: list[tuple[list[str], list[str | bytes | float | int]]], read: bool = False
+    ) -> list[Any]:
+        """EVALSHA every call of the apply (or read) script in one pipeline; (re)load the
+        script once if Redis lost it."""
+        source = _READ_STATE if read else _APPLY_EVENTS
         for attempt in range(2):
-            if self._script_sha is None:
-                self._script_sha = str(self._client.script_load(_APPLY_EVENTS))  # type: ignore[no-untyped-call]
+            sha = self._read_sha if read else self._script_sha
+            if sha is None:
+                sha = str(self._client.script_load(source))  # type: ignore[no-untyped-call]
+                if read:
+                    self._read_sha = sha
+                else:
+                    self._script_sha = sha
             pipe = self._client.pipeline(transaction=False)
             for keys, args in calls:
-                pipe.evalsha(self._script_sha, len(keys), *keys, *args)
+                pipe.evalsha(sha, len(keys), *keys, *args)
             try:
                 return list(pipe.execute())
             except redis.exceptions.NoScriptError:
                 # Redis restarted or flushed its scripts: nothing ran, so running again is safe.
-                self._script_sha = None
+                if read:
+                    self._read_sha = None
+                else:
+                    self._script_sha = None
                 if attempt:
                     raise
         raise AssertionError("unreachable")
 
     def get_many(self, user_ids: Sequence[str]) -> dict[str, UserState]:
-        pipe = self._client.pipeline(transaction=False)
-        for user_id in user_ids:
-            state_key, recent_key = self._keys(user_id)
-            pipe.hgetall(state_key)
-            pipe.lrange(recent_key, 0, self.recent_cap - 1)
+        calls: list[tuple[list[str], list[str | bytes | float | int]]] = [
+            (list(self._keys(user_id)), [self.recent_cap]) for user_id in user_ids
+        ]
         try:
-            replies = pipe.execute()
+            replies = self._run_script(calls, read=True)
         except redis.RedisError as err:
             raise ServiceUnavailable(self.role, self.url, str(err)) from err
         states = {}
-        for i, user_id in enumerate(user_ids):
-            fields, recent = replies[2 * i], replies[2 * i + 1]
-            if fields or recent:
+        for user_id, (flat, recent) in zip(user_ids, replies, strict=True):
+            if flat or recent:
+                fields = dict(zip(flat[::2], flat[1::2], strict=True))
                 states[user_id] = _decode(user_id, fields, recent)
         return states
 
@@ -303,7 +340,8 @@ def _decode(user_id: str, fields: dict[bytes, bytes], recent: list[bytes]) -> Us
     last_active = fields.get(_LAST_ACTIVE.encode())
     return UserState(
         user_id=user_id,
-        recent_items=[r.decode() for r in recent],
+        # A set member is "event id \x1f item"; an older release's list holds the bare item.
+        recent_items=[r.rpartition(b"\x1f")[2].decode() for r in recent],
         counters=counters,
         session_vector=None if session is None else np.frombuffer(session, dtype=np.float32).copy(),
         last_active=None if last_active is None else float(last_active),

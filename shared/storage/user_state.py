@@ -53,6 +53,16 @@ class UserStateUpdate:
     last_active: float | None = None
 
 
+class RecentEntry(NamedTuple):
+    """One item on a user's recent list, with what orders it: newest first by
+    ``(timestamp, event_id)``, so the list is the same whatever order the events arrive in
+    (a rebuild from the history while the worker writes, a replay)."""
+
+    timestamp: float
+    event_id: str
+    item_id: str
+
+
 class StateEvent(NamedTuple):
     """One event as the user state sees it; applied at most once per ``event_id``."""
 
@@ -95,6 +105,7 @@ def fold_events(
     state: UserState,
     session: Session | None,
     seen: list[str],
+    recent: list[RecentEntry],
     events: Sequence[StateEvent],
     *,
     recent_cap: int,
@@ -104,11 +115,17 @@ def fold_events(
     """Reference semantics of ``apply_events`` for one user, in place; returns the new count.
 
     ``seen`` holds the ids already applied, oldest first, and is trimmed to ``window``.
-    A session whose dimension differs from an event's vector (a new bundle) starts afresh.
+    ``recent`` holds the recent list's entries, newest first (``state.recent_items`` is
+    their items). A session whose dimension differs from an event's vector (a new bundle)
+    starts afresh. Every part of the result but that restart is independent of the order of
+    the events: counters add up, last active is the newest time, the session vector is a
+    time-decayed mean and the recent list is ordered by time (then event id), so events
+    applied out of order, or the history replayed into a state the worker has written since,
+    give the state an in-order run would have.
     """
     known = set(seen)
     applied = 0
-    pushed: list[str] = []
+    pushed: list[RecentEntry] = []
     for event in events:
         if event.event_id in known:
             continue
@@ -117,7 +134,7 @@ def fold_events(
         applied += 1
         state.counters[event.type] = state.counters.get(event.type, 0) + 1
         if event.recent:
-            pushed.append(event.item_id)
+            pushed.append(RecentEntry(event.timestamp, event.event_id, event.item_id))
         if state.last_active is None or event.timestamp > state.last_active:
             state.last_active = event.timestamp
         if event.vector is not None:
@@ -126,19 +143,29 @@ def fold_events(
                 session = Session(np.zeros_like(vector), 0.0, event.timestamp)
             session.fold(event.timestamp, vector, half_life_s)
     del seen[: max(0, len(seen) - window)]
-    state.recent_items = merge_recent(state.recent_items, pushed, recent_cap)
+    if pushed:
+        recent[:] = merge_recent(recent, pushed, recent_cap)
+    state.recent_items = [entry.item_id for entry in recent]
     if session is not None:
         state.session_vector = session.mean.astype(np.float32)
     return session, applied
 
 
-def merge_recent(previous: Sequence[str], new_items: Sequence[str], cap: int) -> list[str]:
-    """Most-recent-first list after ``new_items`` happened, capped at ``cap``.
+def merge_recent(
+    previous: Sequence[RecentEntry], new: Sequence[RecentEntry], cap: int
+) -> list[RecentEntry]:
+    """The ``cap`` newest entries of both, newest first by ``(timestamp, event_id)``.
 
     This is the reference semantics every implementation must match: an item seen again
     appears again (a rewatch is a signal), and the oldest fall off the end.
     """
-    return [*reversed(new_items), *previous][:cap]
+    return sorted([*previous, *new], reverse=True)[:cap]
+
+
+def pushed_entries(items: Sequence[str], at: float) -> list[RecentEntry]:
+    """Entries for items pushed without events (:meth:`UserStateStore.apply`), oldest first:
+    they happened at ``at``, in the order given, after any event at the same time."""
+    return [RecentEntry(at, f"~{j:06d}", item) for j, item in enumerate(items)]
 
 
 class UserStateStore(Store):

@@ -16,7 +16,6 @@ from shared.storage.user_state import (
     UserState,
     UserStateStore,
     UserStateUpdate,
-    merge_recent,
 )
 from tests.conftest import REDIS_URL, unique
 
@@ -55,9 +54,6 @@ def test_recent_items_are_newest_first_and_capped(store: UserStateStore) -> None
     state = store.get("u1")
     assert state is not None
     assert state.recent_items == ["a", "f", "e", "d", "c"]
-    assert state.recent_items == merge_recent(
-        merge_recent([], ["a", "b", "c"], CAP), ["d", "e", "f", "a"], CAP
-    )
 
 
 def test_counters_accumulate(store: UserStateStore) -> None:
@@ -246,3 +242,109 @@ def test_non_blocking_read_equals_get_where_offered(store: UserStateStore) -> No
         assert np.array_equal(got.session_vector, expected.session_vector)
         assert got.recent_items == ["b", "a"] and got.counters == {"play": 2}
     assert asyncio.run(read("nobody")) is None
+
+
+def test_state_does_not_depend_on_the_order_events_arrive(store: UserStateStore) -> None:
+    """The history replayed into a state the worker has written since (a rebuild while it
+    runs), or a replay mixed with new events: the same state as one in-order run."""
+    rng = np.random.default_rng(11)
+    times = 1_700_000_000.0 + rng.permutation(40).astype(float)
+    times[7] = times[8]  # two events at the same time: ordered by event id
+    vectors = rng.normal(size=(40, 8)).astype(np.float32)
+    kinds = ["play", "click", "skip"]
+
+    def events(user: str) -> list[StateEvent]:
+        return [
+            StateEvent(
+                f"e{i:02d}", user, f"i{i % 13}", kinds[i % 3], float(t), vectors[i], i % 4 != 3
+            )
+            for i, t in enumerate(times)
+        ]
+
+    in_order = sorted(events("a"), key=lambda e: (e.timestamp, e.event_id))
+    store.apply_events(in_order, half_life_s=20)
+    shuffled = [events("b")[i] for i in rng.permutation(40)]
+    for start in (0, 5, 6, 20, 33):  # uneven batches, newest and oldest mixed
+        store.apply_events(shuffled[start : start + 14], half_life_s=20)
+    store.apply_events(list(reversed(shuffled)), half_life_s=20)  # all again: nothing new
+    a, b = store.get("a"), store.get("b")
+    assert a is not None and b is not None
+    assert a.recent_items == [e.item_id for e in reversed(in_order) if e.recent][:CAP]
+    assert (b.recent_items, b.counters, b.last_active) == (
+        a.recent_items,
+        a.counters,
+        a.last_active,
+    )
+    assert a.session_vector is not None and b.session_vector is not None
+    np.testing.assert_allclose(b.session_vector, a.session_vector, rtol=1e-5, atol=1e-6)
+
+
+def test_pushed_items_count_at_their_time(store: UserStateStore) -> None:
+    """Items given to ``apply`` happened at its ``last_active``: an event from before them
+    goes behind them, one from after in front."""
+    store.apply([UserStateUpdate("u1", new_items=["a", "b"], last_active=100.0)])
+    store.apply_events(
+        [StateEvent("x", "u1", "old", "play", 50.0), StateEvent("y", "u1", "new", "play", 150.0)],
+        half_life_s=60,
+    )
+    state = store.get("u1")
+    assert state is not None
+    assert state.recent_items == ["new", "b", "a", "old"]
+
+
+@pytest.mark.redis
+def test_redis_state_of_an_older_release_reads_and_takes_new_events() -> None:
+    """An older release kept the recent items as a plain list: reads take it as it is, and
+    the first new event turns it into the time-ordered set, its items at last active."""
+    import redis
+
+    namespace = unique("legacy")
+    store = open_user_state(f"{REDIS_URL}?namespace={namespace}", ttl_s=3600, recent_cap=CAP)
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        client.rpush(f"{namespace}:{{u1}}:recent", "c", "b", "a")  # newest first
+        client.hset(f"{namespace}:{{u1}}:state", mapping={"last_active": 100.0, "c:play": 3})
+        old = store.get("u1")
+        assert old is not None and old.recent_items == ["c", "b", "a"]
+        assert store.get_many(["u1"])["u1"].recent_items == ["c", "b", "a"]
+        store.apply_events(
+            [
+                StateEvent("x", "u1", "early", "play", 50.0),
+                StateEvent("y", "u1", "d", "play", 150.0),
+            ],
+            half_life_s=60,
+        )
+        new = store.get("u1")
+        assert new is not None
+        assert new.recent_items == ["d", "c", "b", "a", "early"]
+        assert new.counters == {"play": 5} and new.last_active == 150.0
+    finally:
+        client.delete(*client.keys(f"{namespace}:*"))
+        client.close()
+        store.close()
+
+
+def test_sqlite_row_of_an_older_release_reads_and_takes_new_events(tmp_path: Path) -> None:
+    """A row written before the recent entries were kept: its items, in order, at last
+    active."""
+    import sqlite3
+
+    import orjson
+
+    store = open_user_state(f"sqlite:///{tmp_path}/state.db", ttl_s=3600, recent_cap=CAP)
+    store.init_schema()
+    old = {"recent_items": ["c", "b", "a"], "counters": {"play": 3}, "last_active": 100.0}
+    with sqlite3.connect(tmp_path / "state.db") as conn:
+        conn.execute(
+            "INSERT INTO user_state VALUES (?, ?, NULL, ?)",
+            ("u1", orjson.dumps(old), time.time() + 3600),
+        )
+    state = store.get("u1")
+    assert state is not None and state.recent_items == ["c", "b", "a"]
+    store.apply_events(
+        [StateEvent("x", "u1", "early", "play", 50.0), StateEvent("y", "u1", "d", "play", 150.0)],
+        half_life_s=60,
+    )
+    new = store.get("u1")
+    assert new is not None and new.recent_items == ["d", "c", "b", "a", "early"]
+    store.close()

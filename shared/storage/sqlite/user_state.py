@@ -16,6 +16,7 @@ import orjson
 
 from shared.storage.sqlite.db import SqliteStore
 from shared.storage.user_state import (
+    RecentEntry,
     Session,
     StateEvent,
     UserState,
@@ -23,6 +24,7 @@ from shared.storage.user_state import (
     UserStateUpdate,
     fold_events,
     merge_recent,
+    pushed_entries,
 )
 
 _SCHEMA = """
@@ -46,10 +48,14 @@ class SqliteUserStateStore(SqliteStore, UserStateStore):
         with self._db.transaction() as conn:
             rows = self._load_rows(conn, [u.user_id for u in updates], now)
             for update in updates:
-                state = rows.setdefault(update.user_id, _Row(UserState(update.user_id))).state
-                state.recent_items = merge_recent(
-                    state.recent_items, update.new_items, self.recent_cap
-                )
+                row = rows.setdefault(update.user_id, _Row(UserState(update.user_id)))
+                state = row.state
+                if update.new_items:
+                    at = update.last_active if update.last_active is not None else now
+                    row.recent = merge_recent(
+                        row.recent, pushed_entries(update.new_items, at), self.recent_cap
+                    )
+                    state.recent_items = [entry.item_id for entry in row.recent]
                 for name, n in update.counter_increments.items():
                     state.counters[name] = state.counters.get(name, 0) + n
                 if update.session_vector is not None:
@@ -75,6 +81,7 @@ class SqliteUserStateStore(SqliteStore, UserStateStore):
                     row.state,
                     row.session,
                     row.seen,
+                    row.recent,
                     user_events,
                     recent_cap=self.recent_cap,
                     half_life_s=half_life_s,
@@ -116,22 +123,32 @@ class SqliteUserStateStore(SqliteStore, UserStateStore):
 
 
 class _Row:
-    """A user's state plus what only ``apply_events`` needs: applied ids, session weight."""
+    """A user's state plus what only ``apply_events`` needs: applied ids, session weight and
+    the recent list's entries (time and event id of each item)."""
 
     def __init__(
-        self, state: UserState, session: Session | None = None, seen: list[str] | None = None
+        self,
+        state: UserState,
+        session: Session | None = None,
+        seen: list[str] | None = None,
+        recent: list[RecentEntry] | None = None,
     ) -> None:
         self.state = state
         self.session = session
         self.seen = seen if seen is not None else []
+        self.recent = recent if recent is not None else []
 
     @classmethod
     def from_sql(cls, user_id: str, blob: bytes, vector: bytes | None) -> _Row:
         data = orjson.loads(blob)
         mean = None if vector is None else np.frombuffer(vector, dtype=np.float32).copy()
+        if "recent" in data:
+            recent = [RecentEntry(t, e, i) for t, e, i in data["recent"]]
+        else:  # a row written before the entries were kept: its items, in order, at last active
+            recent = pushed_entries(data["recent_items"][::-1], data["last_active"] or 0.0)[::-1]
         state = UserState(
             user_id=user_id,
-            recent_items=data["recent_items"],
+            recent_items=[entry.item_id for entry in recent],
             counters=data["counters"],
             session_vector=mean,
             last_active=data["last_active"],
@@ -141,12 +158,12 @@ class _Row:
             # A vector written by apply() has no weight: it counts as one event at last_active.
             ref = data.get("session_t", data["last_active"] or 0.0)
             session = Session(mean.astype(np.float64), data.get("session_w", 1.0), ref)
-        return cls(state, session, data.get("seen", []))
+        return cls(state, session, data.get("seen", []), recent)
 
     def to_sql(self, expires_at: float) -> tuple[str, bytes, bytes | None, float]:
         state = self.state
         data: dict[str, object] = {
-            "recent_items": state.recent_items,
+            "recent": [list(entry) for entry in self.recent],
             "counters": state.counters,
             "last_active": state.last_active,
             "seen": self.seen,
