@@ -89,12 +89,12 @@ def _services(
 
 def _outcome_line(svc: Service, result: Outcome | RecsysError) -> Text:
     if isinstance(result, RecsysError):
-        return Text.assemble(("✗ ", "bold red"), (f"{svc.name:<10}", "bold"), str(result))
+        return Text.assemble(("✗ ", "bold red"), (f"{svc.name:<11}", "bold"), str(result))
     st = result.status
     mark = ("✓ ", "green") if st.usable or result.action is not Action.KILLED else ("! ", "yellow")
     parts: list[str | tuple[str, str]] = [
         mark,
-        (f"{svc.name:<10}", "bold"),
+        (f"{svc.name:<11}", "bold"),
         f"{result.action.value:<16}",
         f"{svc.address:<16}",
     ]
