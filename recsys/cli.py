@@ -8,7 +8,15 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
-from recsys import data_cli, models_cli, nearline_cli, offline_cli, online_cli, storage_cli
+from recsys import (
+    data_cli,
+    models_cli,
+    monitor_cli,
+    nearline_cli,
+    offline_cli,
+    online_cli,
+    storage_cli,
+)
 from recsys.bench import cli as bench_cli
 from recsys.console import err_console
 from recsys.services import cli as services_cli
@@ -29,6 +37,7 @@ app.add_typer(offline_cli.app, name="offline")
 app.add_typer(bench_cli.app, name="bench")
 app.add_typer(nearline_cli.app, name="nearline")
 app.add_typer(online_cli.app, name="online")
+app.command()(monitor_cli.monitor)
 
 
 @app.command()
