@@ -17,6 +17,7 @@ from shared.settings import Settings
 COMPOSE = Path(__file__).resolve().parents[2] / "docker-compose.yml"
 INFRA = {"kafka": 9092, "cassandra": 9042, "redis": 6379}
 APPS = ["storage-init", "offline", "nearline", "api"]
+MONITORING = ["prometheus", "grafana"]  # optional; tests/unit/test_dashboards.py checks them
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +28,7 @@ def services() -> dict[str, Any]:
 
 
 def test_every_service_is_there(services: dict[str, Any]) -> None:
-    assert set(services) == {*INFRA, *APPS}
+    assert set(services) == {*INFRA, *APPS, *MONITORING}
 
 
 @pytest.mark.parametrize("name", list(INFRA))
