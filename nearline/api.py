@@ -225,11 +225,71 @@ async def post_events(request: Request, log: EventLogDep) -> Accepted:
     """Produce one event or a batch; 202 once the log acknowledged all of them."""
     events = parse_events(await request.body())
     records = [(e.user_id, e.to_json()) for e in events]
+    breaker = LogBreaker.of(request.app)
+    breaker.admit()
+    settled = False
     try:
         await run_in_threadpool(log.append, records)
+        breaker.succeeded()
+        settled = True
     except ServiceUnavailable as err:
+        breaker.failed(str(err))
+        settled = True
         raise HTTPException(503, str(err), headers={"Retry-After": "1"}) from err
+    finally:
+        if not settled:  # cancelled or another error: let the next request probe
+            breaker.released()
     return Accepted(accepted=len(events), event_ids=[e.event_id for e in events])
+
+
+class LogBreaker:
+    """Answers 503 at once while the event log is known to be down, instead of every
+    request waiting the producer's whole send timeout (10 s) for its own refusal.
+
+    After a failed append the circuit is open for ``cooldown_s``: requests are refused
+    without touching the log. Then one request probes it (half-open) while the others are
+    still refused; its success closes the circuit. Nothing is accepted that the log did not
+    acknowledge, so a refusal loses nothing: the client retries after ``Retry-After``. All
+    of it runs on the app's event loop, so it needs no lock.
+    """
+
+    def __init__(self, cooldown_s: float = 1.0) -> None:
+        self.cooldown_s = cooldown_s
+        self.failures = 0
+        self.last_error = ""
+        self._open_until = 0.0
+        self._probing = False
+
+    @classmethod
+    def of(cls, app: FastAPI) -> LogBreaker:
+        breaker: LogBreaker | None = getattr(app.state, "event_log_breaker", None)
+        if breaker is None:
+            breaker = app.state.event_log_breaker = cls()
+        return breaker
+
+    def admit(self) -> None:
+        if not self.failures:
+            return
+        if self._probing or time.monotonic() < self._open_until:
+            raise HTTPException(
+                503,
+                f"event log unavailable (circuit open after {self.failures} failed appends;"
+                f" last: {self.last_error})",
+                headers={"Retry-After": "1"},
+            )
+        self._probing = True
+
+    def succeeded(self) -> None:
+        self.failures, self._probing = 0, False
+
+    def failed(self, error: str) -> None:
+        self.failures += 1
+        self.last_error = error
+        self._open_until = time.monotonic() + self.cooldown_s
+        self._probing = False
+
+    def released(self) -> None:
+        self._probing = False
 
 
 def create_app(event_log: EventLog | None = None, settings: Settings | None = None) -> FastAPI:

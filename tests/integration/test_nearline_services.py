@@ -308,11 +308,18 @@ def test_api_produces_to_kafka_and_answers_503_when_it_cannot(real: Real) -> Non
     assert all(r.key == Event.from_json(r.value).user_id for r in got)
     assert len({r.partition for r in got if r.key == "u1"}) == 1
     down = open_event_log("kafka://127.0.0.1:1/events")
+    one = {"user_id": "u1", "item_id": "i", "type": "play"}
     with TestClient(create_app(down)) as client:
-        response = client.post("/v1/events", json={"user_id": "u1", "item_id": "i", "type": "play"})
+        response = client.post("/v1/events", json=one)
+        started = time.monotonic()
+        again = client.post("/v1/events", json=one)  # the circuit is open: no 5 s wait
+        seconds = time.monotonic() - started
     assert response.status_code == 503
     assert "event log store unreachable at kafka://127.0.0.1:1/events" in response.json()["detail"]
     assert response.headers["retry-after"] == "1"
+    assert again.status_code == 503 and again.headers["retry-after"] == "1"
+    assert "circuit open after 1 failed appends" in again.json()["detail"]
+    assert seconds < 1.0
 
 
 def test_event_types_all_reach_the_history(real: Real) -> None:
