@@ -9,24 +9,49 @@ again on its data. Every event answered 202 must reach the user state exactly on
 a nearline worker; every event sent while the broker is down must be answered 503. The test
 suite runs the same scenario (``tests/integration/test_fault_kafka_broker.py``) and fails
 on a lost or doubled event.
+
+``redis``, ``cassandra`` and ``bundle`` run under the load of :mod:`recsys.bench.fault_load`:
+``recsys online serve`` on the run's stores with impression logging on (as served), events
+posted to it at a steady rate, recommendations read beside them and a nearline worker
+applying the events.
+
+- ``redis``: a redis-server of the run's own is stopped and started again empty;
+  ``recsys nearline rebuild-state`` runs while the stream and the worker go on.
+- ``cassandra``: a Cassandra node of the run's own (candidates and history) is stopped and
+  started again on its data.
+- ``bundle``: a bundle whose item vectors changed after it was written is promoted and the
+  API told to reload.
+
+Each reports the figures above and checks the state at the end against the one an unbroken
+run writes from everything the log holds. ``tests/integration/test_fault_stores.py`` runs
+the same three and fails on a lost or doubled event, a state that differs, or an answer
+over budget.
 """
 
 from __future__ import annotations
 
+import os
+import secrets
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
+import numpy as np
+import orjson
 import typer
 
 from recsys.bench.results import finish, machine, results_dir
+from recsys.console import err_console
 from shared.events import Event, EventType
 from shared.settings import Settings
 
-FAULTS = ("kafka-broker",)
+FAULTS = ("kafka-broker", "redis", "cassandra", "bundle")
 
 
 def _free_port() -> int:
@@ -88,12 +113,250 @@ def kafka_broker_restart(
                 if send(i, "after") == 202:
                     taken += 1
                     recovered = recovered or time.monotonic() - ready
+                else:
+                    time.sleep(0.05)  # refused at once while the circuit is open
                 i += 1
         accepted = [e for e, status, _, _ in answers if status == 202]
         counted = _apply(log, work, accepted)
     finally:
         down_one(broker, purge=True)
     return _tally(answers, accepted, counted, recovered)
+
+
+def redis_restart(
+    work: Path,
+    cache_dir: Path,
+    *,
+    cassandra_url: str,
+    kafka_url: str,
+    rate: float = 1000.0,
+    phase_s: float = 4.0,
+) -> dict[str, Any]:
+    """Redis stopped under the stream and started again empty (it keeps nothing on disk);
+    ``recsys nearline rebuild-state`` runs while the stream, the worker and the API go on.
+    The state at the end must equal the one an unbroken run writes from everything the log
+    holds, and every answer meanwhile must be within the budget (degraded while Redis is
+    down)."""
+    from recsys.bench.fault_load import Load, World, recovered_after, resumed_after
+    from recsys.services.manager import down_one, up_one
+    from recsys.services.redis_server import Redis, RedisConfig
+
+    redis = Redis(work / "services", cache_dir, RedisConfig(port=_free_port()))
+    up_one(redis)
+    world = World.on(
+        work,
+        user_state_url=f"redis://127.0.0.1:{redis.port}/0?namespace=fault",
+        cassandra_url=cassandra_url,
+        kafka_url=kafka_url,
+    )
+    try:
+        world.prepare()
+        with world.api() as url, world.worker() as worker:
+            load = Load(url, rate)
+            load.start()
+            try:
+                time.sleep(phase_s)
+                load.phase = "down"
+                stopped = time.monotonic()
+                down_one(redis)
+                time.sleep(phase_s)
+                up_one(redis)
+                restarted = time.monotonic()
+                load.phase = "after"
+                resumed = resumed_after(worker, restarted)
+                recovered = recovered_after(load, restarted, "user_state")
+                rebuild = _rebuild_state(world)
+                time.sleep(phase_s)
+            finally:
+                load.stop()
+            caught_up = _caught_up(worker, load)
+        result = _checked(world, load, recovered, caught_up)
+        result["down_s"] = round(restarted - stopped, 2)
+        result["worker_resumed_s"] = None if resumed is None else round(resumed, 2)
+        result["rebuild"] = rebuild
+        return result
+    finally:
+        world.drop()
+        down_one(redis, purge=True)
+
+
+def cassandra_restart(
+    work: Path,
+    cache_dir: Path,
+    *,
+    redis_url: str,
+    kafka_url: str,
+    rate: float = 1000.0,
+    phase_s: float = 4.0,
+) -> dict[str, Any]:
+    """Cassandra (the candidates and the history; a node of the run's own) stopped under
+    the stream and started again on its data, while the API serves and the worker writes.
+    No answer may go over the budget, every accepted event must be in the history once and
+    in the state once, and the worker must resume on its own."""
+    from recsys.bench.fault_load import Load, World, recovered_after, resumed_after
+    from recsys.services.cassandra import Cassandra, CassandraConfig
+    from recsys.services.manager import down_one, up_one
+
+    config = CassandraConfig(
+        native_port=_free_port(), storage_port=_free_port(), jmx_port=_free_port(), heap_mb=768
+    )
+    cassandra = Cassandra(work / "services", cache_dir, config)
+    up_one(cassandra)
+    world = World.on(
+        work,
+        user_state_url=f"{redis_url}?namespace=fault_{secrets.token_hex(3)}",
+        cassandra_url=f"cassandra://127.0.0.1:{config.native_port}",
+        kafka_url=kafka_url,
+    )
+    try:
+        world.prepare()
+        with world.api() as url, world.worker() as worker:
+            load = Load(url, rate)
+            load.start()
+            try:
+                time.sleep(phase_s)
+                load.phase = "down"
+                stopped = time.monotonic()
+                down_one(cassandra)
+                time.sleep(phase_s)
+                up_one(cassandra)
+                restarted = time.monotonic()
+                load.phase = "after"
+                resumed = resumed_after(worker, restarted)
+                recovered = recovered_after(load, restarted, "candidates")
+                time.sleep(phase_s)
+            finally:
+                load.stop()
+            caught_up = _caught_up(worker, load)
+        result = _checked(world, load, recovered, caught_up)
+        result["down_s"] = round(restarted - stopped, 2)
+        result["worker_resumed_s"] = None if resumed is None else round(resumed, 2)
+        accepted = {e.event_id for e in load.accepted()}
+        held = world.history_counts(sorted({e.user_id for e in load.accepted()}))
+        result["history_missing"] = len(accepted - set(held))
+        result["history_doubled"] = sum(n > 1 for n in held.values())
+        return result
+    finally:
+        world.drop()
+        down_one(cassandra, purge=True)
+
+
+def bundle_damaged(
+    work: Path,
+    *,
+    cassandra_url: str,
+    redis_url: str,
+    kafka_url: str,
+    rate: float = 1000.0,
+    phase_s: float = 4.0,
+) -> dict[str, Any]:
+    """Under the stream, a new bundle is promoted whose item vectors changed after it was
+    written (one flipped bit: it still loads, only its manifest's digest tells), and the API
+    is told to reload. It must refuse it, keep serving the previous bundle without a failed
+    or late answer, log the refusal and count it in ``/metrics``."""
+    import httpx
+
+    from recsys.bench.fault_load import ITEMS, Load, World
+    from recsys.bench.online_data import synthetic_bundle
+    from shared.registry import ModelRegistry
+
+    world = World.on(
+        work,
+        user_state_url=f"{redis_url}?namespace=fault_{secrets.token_hex(3)}",
+        cassandra_url=cassandra_url,
+        kafka_url=kafka_url,
+    )
+    token = secrets.token_urlsafe(16)
+    world.env["RECSYS_ADMIN_TOKEN"] = token
+    try:
+        world.prepare()
+        registry = ModelRegistry(world.settings.registry_url)
+        live = registry.live()
+        with world.api() as url, world.worker() as worker:
+            load = Load(url, rate)
+            load.start()
+            try:
+                time.sleep(phase_s)
+                load.phase = "down"
+                broken = synthetic_bundle(registry, ITEMS, 16, np.random.default_rng(3))
+                target = registry.path(broken) / "embeddings" / "items.npy"
+                data = bytearray(target.read_bytes())
+                data[-5] ^= 0x01  # a float's low bit
+                target.write_bytes(bytes(data))
+                registry.promote(broken)
+                reload = httpx.post(
+                    f"{url}/v1/admin/reload",
+                    headers={"Authorization": f"Bearer {token}"},
+                    timeout=60,
+                ).json()
+                time.sleep(phase_s)
+                load.phase = "after"
+                registry.rollback()
+                metrics = httpx.get(f"{url}/metrics", timeout=10).text
+                time.sleep(1.0)
+            finally:
+                load.stop()
+            caught_up = _caught_up(worker, load)
+        result = _checked(world, load, None, caught_up)
+        log = (work / "api.log").read_text(encoding="utf-8", errors="replace")
+        served = {r.bundle for r in load.reads if r.bundle}
+        result.update(
+            bundle_refused=bool(
+                reload.get("swapped") is False and broken in str(reload.get("error"))
+            ),
+            served_bundles=sorted(served),
+            served_only_previous=served == {live.version if live else ""},
+            counted="recsys_online_bundle_load_failures_total 1.0" in metrics,
+            logged=broken in log,
+        )
+        return result
+    finally:
+        world.drop()
+
+
+def _rebuild_state(world: Any) -> dict[str, Any]:
+    """``recsys nearline rebuild-state`` on the world's stores, as an operator runs it."""
+    started = time.monotonic()
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("recsys")), "nearline", "rebuild-state", "--json"],
+        env={**os.environ, **world.env},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"rebuild-state failed: {done.stderr.strip()[-2000:]}")
+    figures = orjson.loads(done.stdout)
+    return {**figures, "wall_s": round(time.monotonic() - started, 2)}
+
+
+def _caught_up(worker: Any, load: Any) -> bool:
+    from recsys.bench.fault_load import wait_applied
+
+    return wait_applied(worker, len(load.accepted()))
+
+
+def _checked(world: Any, load: Any, recovered: float | None, caught_up: bool) -> dict[str, Any]:
+    """The figures of :func:`recsys.bench.fault_load.figures`, the state against an
+    unbroken run's, and whether the worker caught up."""
+    from recsys.bench.fault_load import figures, same_state
+
+    accepted = load.accepted()
+    logged = world.logged()
+    users = sorted({e.user_id for e in logged})
+    state = world.state_of(users)
+    posted_types = {e.type.value for e in accepted}
+    counted: Counter[tuple[str, str]] = Counter(
+        {(u, t): n for u, s in state.items() for t, n in s.counters.items() if t in posted_types}
+    )
+    result = figures(load, counted, world.settings.budget_ms, recovered)
+    result["worker_caught_up"] = caught_up
+    result["accepted_not_in_log"] = len(
+        {e.event_id for e in accepted} - {e.event_id for e in logged}
+    )
+    result["users_differing_from_unbroken_run"] = len(same_state(state, world.unbroken(logged)))
+    return result
 
 
 def _apply(log: Any, work: Path, accepted: list[Event]) -> Counter[tuple[str, str]]:
@@ -149,6 +412,9 @@ def _tally(
         "accepted_while_down": sum(status == 202 for status in down),
         "answers_while_down": dict(Counter(str(s) for s in down)),
         "longest_answer_ms": round(1000 * max(s for _, _, s, _ in answers), 1),
+        "slow_refusals_while_down": sum(
+            st != 202 and s > 1.0 for _, st, s, phase in answers if phase == "down"
+        ),
         "longest_refusal_ms": round(
             1000 * max((s for _, st, s, _ in answers if st != 202), default=0.0), 1
         ),
@@ -161,29 +427,62 @@ def command(
     only: Annotated[
         str | None, typer.Option(help=f"One fault: {', '.join(FAULTS)} (default: all).")
     ] = None,
+    rate: Annotated[float, typer.Option(help="Events per second the stream asks for.")] = 1000.0,
+    phase_s: Annotated[
+        float, typer.Option(help="Seconds of stream before the fault, while down, and after.")
+    ] = 4.0,
+    redis_url: Annotated[str, typer.Option(help="Redis.")] = "redis://127.0.0.1:6379/0",
+    cassandra_url: Annotated[str, typer.Option(help="Cassandra.")] = "cassandra://127.0.0.1:9042",
+    kafka_url: Annotated[str, typer.Option(help="Kafka (events).")] = "kafka://127.0.0.1:9092",
     json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
-    """Faults injected into real services under a stream: lost, doubled, longest answer."""
+    """Faults injected into real services under a stream: lost, doubled, longest answer.
+
+    The store a fault stops is one of the run's own (a broker, a redis-server, a Cassandra
+    node on free ports); the others are the services at the URLs given, in a topic, keyspace
+    and namespace of the run's own.
+    """
     if only is not None and only not in FAULTS:
         raise typer.BadParameter(f"{only!r}: use one of {', '.join(FAULTS)}", param_hint="--only")
     settings = Settings()
     folder = results_dir(settings, "faults")
+    runs: dict[str, Callable[[Path], dict[str, Any]]] = {
+        "kafka-broker": lambda work: kafka_broker_restart(work, settings.cache_dir),
+        "redis": lambda work: redis_restart(
+            work, settings.cache_dir, cassandra_url=cassandra_url, kafka_url=kafka_url,
+            rate=rate, phase_s=phase_s,
+        ),
+        "cassandra": lambda work: cassandra_restart(
+            work, settings.cache_dir, redis_url=redis_url, kafka_url=kafka_url,
+            rate=rate, phase_s=phase_s,
+        ),
+        "bundle": lambda work: bundle_damaged(
+            work, cassandra_url=cassandra_url, redis_url=redis_url, kafka_url=kafka_url,
+            rate=rate, phase_s=phase_s,
+        ),
+    }  # fmt: skip
     faults: dict[str, Any] = {}
-    if only in (None, "kafka-broker"):
-        faults["kafka-broker"] = kafka_broker_restart(folder / "kafka-broker", settings.cache_dir)
-    figures = {"machine": machine(), "faults": faults}
+    for name in FAULTS if only is None else (only,):
+        err_console.print(f"fault: {name}", markup=False)
+        faults[name] = runs[name](folder / name)
+    figures = {"machine": machine(), "rate_asked_per_s": rate, "faults": faults}
     rows = [
-        f"| {name} | {f['sent']} | {f['accepted']} | {f['applied']} | {f['lost']} | "
-        f"{f['duplicated']} | {f['longest_answer_ms']} | {f['recover_s']} |"
+        f"| {name} | {f['sent']} | {f.get('rate_per_s', '-')} | {f['accepted']} | {f['applied']} "
+        f"| {f['lost']} | {f['duplicated']} | {f['longest_answer_ms']} "
+        f"| {f.get('over_budget', '-')} | {f['recover_s']} |"
         for name, f in faults.items()
     ]
     markdown = "\n".join(
         [
             "# Faults",
             "",
-            "| fault | sent | accepted | applied | lost | duplicated | longest answer (ms) "
-            "| recovered in (s) |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- |",
+            f"Stream asked for {rate:g} events/s; phases of {phase_s:g} s. Longest answer: as "
+            "the client saw it (events and recommendations); over budget: recommendations "
+            f"whose own time passed the budget ({settings.budget_ms:g} ms).",
+            "",
+            "| fault | sent | events/s | accepted | applied | lost | duplicated "
+            "| longest answer (ms) | over budget | recovered in (s) |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
             *rows,
             "",
         ]

@@ -5,7 +5,8 @@ A broker of the test's own (real Apache Kafka, started by the project's launcher
 ports, so the suite's shared broker is never touched) is stopped mid-stream and started
 again on its data. Every event the API accepted (202) must reach the user state exactly
 once through a nearline worker; every event sent while the broker was down must be refused
-(503) within the producer's bounded wait, never accepted and lost.
+(503) within the producer's bounded wait, never accepted and lost, and once one has been
+refused the rest are refused at once (the events API's circuit breaker).
 """
 
 from __future__ import annotations
@@ -30,4 +31,6 @@ def test_broker_stop_and_restart_loses_and_doubles_nothing(tmp_path: Path) -> No
     assert figures["applied"] == 600
     assert figures["lost"] == 0 and figures["duplicated"] == 0
     assert figures["longest_refusal_ms"] < REFUSAL_BOUND_MS
+    # Only the first refusal waits for the producer; the open circuit answers the rest at once.
+    assert figures["slow_refusals_while_down"] == 1, figures
     assert figures["recover_s"] is not None
