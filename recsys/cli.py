@@ -37,7 +37,6 @@ app.add_typer(offline_cli.app, name="offline")
 app.add_typer(bench_cli.app, name="bench")
 app.add_typer(nearline_cli.app, name="nearline")
 app.add_typer(online_cli.app, name="online")
-app.command()(monitor_cli.monitor)
 
 
 @app.command()
@@ -77,6 +76,9 @@ def demo(
             retrain=retrain,
         )
     )
+
+
+app.command()(monitor_cli.monitor)
 
 
 def main() -> None:
