@@ -5,6 +5,7 @@ through its HTTP API. The API's /metrics adds up both workers on every scrape.""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -132,6 +133,22 @@ def test_prometheus_scrapes_both_tiers_and_evaluates_the_rules(tmp_path: Path) -
             assert query(url, "recsys:nearline_lag_records:sum") >= 0
             firing = httpx.get(f"{url}/api/v1/alerts", timeout=5).json()["data"]["alerts"]
             assert [a["labels"]["alertname"] for a in firing] == []
+
+            # recsys monitor reads the same rules through the HTTP API.
+            monitor = [recsys, "monitor", "--json", "--prometheus", url]
+            out = subprocess.run(
+                monitor, env=env, capture_output=True, text=True, timeout=60, check=False
+            )
+            assert out.returncode == 0, out.stderr
+            report = json.loads(out.stdout)
+            assert report["source"] == "prometheus", report["note"]
+            assert report["figures"]["requests_per_s"] > 0
+            assert 0 < report["figures"]["requests_total"] <= REQUESTS
+            assert report["figures"]["bundle_version"] is not None
+            assert sorted((t["tier"], t["up"]) for t in report["targets"]) == [
+                ("nearline", True),
+                ("online", True),
+            ]
         finally:
             manager.down_one(prom)
     assert manager.inspect(prom).state is manager.State.STOPPED
