@@ -190,8 +190,7 @@ def _live(source: Monitor) -> None:
     try:
         with Live(render(source.report()), console=console, auto_refresh=False) as live:
             while True:
-                if source.prometheus is not None:
-                    time.sleep(source.interval)
+                time.sleep(source.interval)  # /metrics: the next scrape ends the next window
                 live.update(render(source.report()), refresh=True)
     except KeyboardInterrupt:
         pass
