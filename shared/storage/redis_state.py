@@ -154,6 +154,9 @@ if redis.call('TYPE', KEYS[2]).ok == 'list' then
   recent = redis.call('LRANGE', KEYS[2], 0, n)
 else
   recent = redis.call('ZREVRANGE', KEYS[2], 0, n)
+  for i, member in ipairs(recent) do  -- "id \\31 item": the item only, here not in Python
+    recent[i] = string.sub(member, string.find(member, '\\31', 1, true) + 1)
+  end
 end
 return {redis.call('HGETALL', KEYS[1]), recent}
 """
@@ -340,8 +343,7 @@ def _decode(user_id: str, fields: dict[bytes, bytes], recent: list[bytes]) -> Us
     last_active = fields.get(_LAST_ACTIVE.encode())
     return UserState(
         user_id=user_id,
-        # A set member is "event id \x1f item"; an older release's list holds the bare item.
-        recent_items=[r.rpartition(b"\x1f")[2].decode() for r in recent],
+        recent_items=[r.decode() for r in recent],  # the read script strips the event ids
         counters=counters,
         session_vector=None if session is None else np.frombuffer(session, dtype=np.float32).copy(),
         last_active=None if last_active is None else float(last_active),
