@@ -15,6 +15,9 @@ live one. The layout, relative to the bundle folder::
                                   n_interactions, popularity_rank, trending_score
     report.json, report.md        the evaluation report of the run that built the bundle
     evaluation/holdout.parquet    (--holdout runs) the test file the bundle was scored on
+    drift/profile.json            histograms of the training data (see shared.drift); bundles
+                                  written before it have none, and serve without drift metrics
+    drift/item_buckets.npy        int8 [items]: each item's popularity decile (0: the top tenth)
 
 Paths are built here and nowhere else, so a reader and the writer cannot disagree.
 """
@@ -41,6 +44,8 @@ CATALOGUE = "catalogue.parquet"
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
 HOLDOUT = "evaluation/holdout.parquet"  # the test file of a --holdout run, to re-evaluate
+DRIFT_PROFILE = "drift/profile.json"
+DRIFT_ITEM_BUCKETS = "drift/item_buckets.npy"  # in the row order of ITEM_IDS
 
 
 class BundleError(RecsysError):
