@@ -42,6 +42,7 @@ import numpy.typing as npt
 import pandas as pd
 import scipy.sparse as sp
 
+from offline.drift_profile import bundle_profile
 from offline.generators.base import ScoringGenerator, torch_threads
 from offline.generators.matrix import IdIndex
 from offline.publish import export, promote, register
@@ -105,6 +106,7 @@ def run_offline(
     train = pd.read_parquet(result.path("split", "train"))
     test = _test_part(result, spec)
     fitted = fit_models(settings, train, spec, timer)
+    fitted.drift = bundle_profile(fitted, train, test, spec.source)
 
     started = time.perf_counter()
     users = np.arange(fitted.train.shape[0], dtype=np.int64)

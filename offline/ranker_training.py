@@ -83,6 +83,9 @@ class TrainReport:
     examples: int = 0
     positives: int = 0
     seconds: float = 0.0
+    # The trained ranker's scores of the top k candidates of each early-stopping user (what
+    # it would serve them): the bundle's drift profile bins served scores by their deciles.
+    validation_scores: npt.NDArray[np.float32] | None = field(default=None, repr=False)
 
 
 def candidate_union(
@@ -270,6 +273,15 @@ def rank_candidates(ranker: Ranker, candidates: CandidateSet, k: int) -> IntArra
     return out
 
 
+def top_scores(ranker: Ranker, candidates: CandidateSet, k: int) -> npt.NDArray[np.float32]:
+    """The scores of each user's best ``k`` candidates, flat (the scores an answer shows)."""
+    u, c, f = candidates.features.shape
+    scores = ranker.score(candidates.features.reshape(u * c, f)).reshape(u, c)
+    scores = np.where(candidates.valid, scores, -np.inf)
+    top = -np.sort(-scores, axis=1)[:, :k]
+    return top[np.isfinite(top)].astype(np.float32)
+
+
 def subset(candidates: CandidateSet, rows: npt.NDArray[np.int64]) -> CandidateSet:
     return CandidateSet(
         candidates.users[rows],
@@ -325,6 +337,8 @@ def _train_ranker(
             report.best_epoch = epoch
     ranker.net.load_state_dict(best_state)
     ranker.net.eval()
+    if n_stop:
+        report.validation_scores = top_scores(ranker, stop, config.k)
     report.epochs_run = config.epochs
     report.best_stop_ndcg = best
     report.seconds = time.perf_counter() - started

@@ -26,6 +26,7 @@ from offline.pipeline.clean import CleanParams
 from offline.pipeline.ingest import Source
 from offline.pipeline.split import SplitParams
 from offline.ranker_training import TrainReport
+from shared.drift import Profile
 from shared.ranker import Ranker
 
 IntArray = npt.NDArray[np.int32]
@@ -109,6 +110,9 @@ class Fitted:
     ranker_report: TrainReport | None
     skipped: dict[str, str]  # generator -> why it did not run
     weights: dict[str, float]  # blend weight per member (the ranker's prior)
+    # The training data's drift profile and each item's popularity bucket (shared.drift),
+    # stored in the bundle; None until the job computes it.
+    drift: tuple[Profile, npt.NDArray[np.int8]] | None = None
 
 
 class Timer:

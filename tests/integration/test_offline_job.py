@@ -22,11 +22,12 @@ from offline.pipeline import FrameSource, SplitParams
 from offline.spark import spark_session
 from offline.spec import JobResult, JobSpec, ModelParams
 from shared import bundle as layout
+from shared import drift
 from shared.data.synthetic import generate
 from shared.errors import DataError
 from shared.index import ItemIndex
 from shared.ranker import Ranker
-from shared.registry import ModelRegistry
+from shared.registry import ModelRegistry, verify_bundle
 from shared.settings import Settings
 from shared.storage.factory import open_candidates
 
@@ -112,6 +113,34 @@ def test_bundle_holds_every_artefact_and_is_live(
     report = json.loads((folder / layout.REPORT_JSON).read_text())
     assert report["index"]["recall"] == pytest.approx(1.0)  # flat index: exact
     assert "## Final lists" in (folder / layout.REPORT_MD).read_text()
+
+
+def test_bundle_stores_a_drift_profile_of_its_training_data(
+    first: tuple[JobResult, JobSpec], settings: Settings
+) -> None:
+    result, _ = first
+    folder = result.bundle
+    info = verify_bundle(folder)  # the manifest covers the profile like every other file
+    assert {layout.DRIFT_PROFILE, layout.DRIFT_ITEM_BUCKETS} <= set(info.digests)
+    items = layout.item_embeddings(folder)
+    reference = drift.read_reference(folder, result.version, items.ids)
+    assert reference is not None
+    profile = reference.profile
+    # Fewer training rows than a window: all of them (at least the distinct pairs).
+    assert result.report["data"]["train_rows"] <= profile.window < drift.DEFAULT_WINDOW
+    assert sum(profile.popularity) == profile.window
+    # Deciles of popularity: the top tenth of the items holds the most events.
+    assert profile.popularity[0] == max(profile.popularity)
+    assert set(reference.item_buckets.values()) == set(range(drift.POPULARITY_BUCKETS))
+    assert profile.event_types is None  # a frame source carries no event types
+    # The split's test part: a few of its items may be new, never most.
+    seen, unseen = profile.unseen_items
+    assert seen > 0 and unseen < seen
+    # Served scores of the validation users, binned by their own deciles: about a tenth each.
+    assert profile.score_edges is not None and profile.scores is not None
+    assert len(profile.scores) == len(profile.score_edges) + 1 == drift.SCORE_BINS
+    shares = np.asarray(profile.scores) / sum(profile.scores)
+    assert shares.min() > 0.05 and shares.max() < 0.2
 
 
 def test_report_gives_intervals_and_the_difference_to_the_best_generator_alone(
