@@ -29,6 +29,7 @@ from offline.report import recommendations_frame, render_markdown, write_recomme
 from offline.spec import Fitted, JobSpec, RankedLists, Timer, iter_user_lists
 from shared import bundle as layout
 from shared.bundle import Embeddings, write_embeddings
+from shared.drift import write_profile
 from shared.index import ItemIndex, build_index, measure_recall
 from shared.registry import BundleBuilder, BundleInfo, ModelRegistry
 from shared.settings import Settings
@@ -215,6 +216,8 @@ def _write_bundle(
         orjson.dumps(report, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY)
     )
     (folder / layout.REPORT_MD).write_text(render_markdown(report, version), "utf-8")
+    if fitted.drift is not None:
+        write_profile(folder, *fitted.drift)
     if spec.holdout is not None:
         (folder / layout.HOLDOUT).parent.mkdir(parents=True, exist_ok=True)
         spec.holdout.to_parquet(folder / layout.HOLDOUT, index=False)
