@@ -136,6 +136,21 @@ def promote(settings: Settings, version: str) -> BundleInfo:
     return registry.promote(version)
 
 
+def rollback(settings: Settings) -> BundleInfo:
+    """Make the previously live bundle live again, with its candidate version (when the
+    store still holds it), as :func:`promote` does for a new one."""
+    registry = ModelRegistry(settings.registry_url)
+    info = registry.rollback()
+    store = open_candidates(settings.candidates_url)
+    try:
+        store.init_schema()
+        if _has_version(store, info.version):
+            store.activate(info.version)
+    finally:
+        store.close()
+    return info
+
+
 def export(
     spec: JobSpec, fitted: Fitted, lists: RankedLists, pipeline: PipelineResult
 ) -> Path | None:

@@ -10,6 +10,7 @@ import orjson
 import typer
 from rich.table import Table
 
+from offline.gate import DEFAULT_METRIC, DEFAULT_TOLERANCE
 from recsys.console import console
 from shared.registry import ModelRegistry
 from shared.settings import Settings
@@ -54,16 +55,73 @@ def show(version: str) -> None:
 
 
 @app.command()
-def promote(version: str) -> None:
-    """Make a bundle live with its candidates (the previous one is kept for rollback)."""
-    from offline.publish import promote as promote_bundle  # the offline job's own step
+def promote(
+    version: str,
+    force: Annotated[
+        bool, typer.Option("--force", help="Promote even if the gate finds it worse.")
+    ] = False,
+    metric: Annotated[str, typer.Option(help="What the gate compares.")] = DEFAULT_METRIC,
+    tolerance: Annotated[
+        float, typer.Option(help="How much worse than the live bundle it may be (absolute).")
+    ] = DEFAULT_TOLERANCE,
+) -> None:
+    """Make a bundle live with its candidates, if the promotion gate lets it.
 
-    info = promote_bundle(Settings(), version)
-    console.print(f"live bundle is now {info.version}")
+    The previous bundle is kept for rollback. The gate scores the bundle's and the live bundle's lists on the new bundle's holdout and
+    refuses it (exit 1) when it is worse than the live one beyond the tolerance. Every
+    decision goes to the registry's history (``recsys models history``).
+    """
+    from offline.gate import promote_gated
+
+    verdict = promote_gated(Settings(), version, force=force, metric=metric, tolerance=tolerance)
+    forced = "" if verdict.passed else " (forced past the gate)"
+    console.print(f"live bundle is now {version}{forced}: {verdict.reason}")
 
 
 @app.command()
 def rollback() -> None:
-    """Make the previously live bundle live again."""
-    info = _registry().rollback()
+    """Make the previously live bundle live again, with its candidates."""
+    from offline.publish import rollback as rollback_bundle
+
+    settings = Settings()
+    before = _registry().live()
+    info = rollback_bundle(settings)
+    _registry().record(
+        {
+            "action": "rollback",
+            "version": info.version,
+            "live": before.version if before else None,
+            "reason": "asked for",
+            "by": "recsys models rollback",
+        }
+    )
     console.print(f"rolled back: live bundle is now {info.version}")
+
+
+@app.command()
+def history(
+    json: JsonFlag = False,
+    last: Annotated[int, typer.Option(help="How many of the latest decisions.")] = 20,
+) -> None:
+    """The registry's decisions: promotions, refusals, rollbacks, retraining runs.
+
+    Oldest first, as the registry recorded them (``decisions.jsonl`` beside ``live.json``).
+    """
+    decisions = _registry().decisions()[-last:] if last > 0 else []
+    if json:
+        console.print_json(orjson.dumps(decisions).decode())
+        return
+    table = Table("when", "action", "version", "was live", "by", "why")
+    for d in decisions:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(d["at"]))
+        table.add_row(
+            when,
+            str(d.get("action")),
+            str(d.get("version") or "-"),
+            str(d.get("live") or "-"),
+            str(d.get("by") or "-"),
+            str(d.get("reason") or ""),
+        )
+    console.print(table)
+    if not decisions:
+        console.print("no decisions recorded yet")

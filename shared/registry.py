@@ -15,6 +15,7 @@ copy or a hand that broke them), which is what the online tier checks before it 
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import os
 import secrets
@@ -54,6 +55,9 @@ class BundleInfo:
     metrics: dict[str, float] = field(default_factory=dict)
     files: list[str] = field(default_factory=list)
     digests: dict[str, str] = field(default_factory=dict)  # file -> SHA-256 (hex)
+
+
+DECISIONS = "decisions.jsonl"  # the registry's history of decisions, beside live.json
 
 
 def file_digest(path: Path) -> str:
@@ -187,6 +191,27 @@ class ModelRegistry:
         info = self.get(previous)
         _write_json_atomic(self._live, {"version": previous, "history": history})
         return info
+
+    def record(self, decision: Mapping[str, Any]) -> dict[str, Any]:
+        """Append one decision (a promotion, a refusal by the gate, a rollback, a retrain)
+        to the registry's history, with the time; returns what was written.
+
+        One JSON object per line in ``decisions.jsonl``, appended with a single write, so
+        concurrent writers never interleave inside a line on a local file system.
+        """
+        entry = {"at": time.time(), **decision}
+        self.root.mkdir(parents=True, exist_ok=True)
+        line = orjson.dumps(entry, option=orjson.OPT_SERIALIZE_NUMPY) + b"\n"
+        with (self.root / DECISIONS).open("ab") as f:
+            f.write(line)
+        return entry
+
+    def decisions(self) -> builtins.list[dict[str, Any]]:
+        """Every recorded decision, oldest first."""
+        path = self.root / DECISIONS
+        if not path.is_file():
+            return []
+        return [orjson.loads(line) for line in path.read_bytes().splitlines() if line.strip()]
 
 
 class BundleBuilder:

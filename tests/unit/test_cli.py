@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -76,11 +77,25 @@ def test_models_round_trip(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     monkeypatch.setenv("RECSYS_HOME", str(tmp_path))
-    _, versions = _two_bundles(tmp_path)
-    for version in versions:
-        assert _run(["models", "promote", version], monkeypatch) == 0
+    registry, versions = _two_bundles(tmp_path)
+    assert _run(["models", "promote", versions[0]], monkeypatch) == 0  # nothing live yet
+    # Bundles without a holdout: the gate has nothing to compare on and keeps the live one.
+    assert _run(["models", "promote", versions[1]], monkeypatch) == 1
+    assert "not promoted: no holdout to compare on" in capsys.readouterr().err
+    assert _run(["models", "promote", versions[1], "--force"], monkeypatch) == 0
+    assert "(forced past the gate)" in capsys.readouterr().out
     assert _run(["models", "rollback"], monkeypatch) == 0
     assert f"live bundle is now {versions[0]}" in capsys.readouterr().out
+    actions = [(d["action"], d["version"]) for d in registry.decisions()]
+    assert actions == [
+        ("promote", versions[0]),
+        ("refuse", versions[1]),
+        ("promote-forced", versions[1]),
+        ("rollback", versions[0]),
+    ]
+    assert _run(["models", "history", "--json"], monkeypatch) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert [d["action"] for d in shown] == [a for a, _ in actions]
     assert _run(["models", "show", "nope"], monkeypatch) == 2
     assert "no bundle 'nope'" in capsys.readouterr().err
 
