@@ -280,3 +280,71 @@ def evaluate(
     for name, value in out["metrics"].items():
         if name != "users":  # printed above
             console.print(f"  {name:<22} {value:.4f}")
+
+
+@app.command()
+def schedule(
+    every: Annotated[
+        str, typer.Option(help="Retrain when the last run is this old (90s, 15m, 6h, 1d).")
+    ] = "1d",
+    max_age: Annotated[
+        str | None, typer.Option(help="Retrain when the live bundle is this old.")
+    ] = None,
+    prometheus: Annotated[
+        str | None,
+        typer.Option(help="Prometheus URL: retrain when a drift or stale-bundle alert fires."),
+    ] = None,
+    check_every: Annotated[str, typer.Option(help="How often the loop looks.")] = "5m",
+    metric: Annotated[str, typer.Option(help="What the promotion gate compares.")] = "ndcg@10",
+    tolerance: Annotated[
+        float, typer.Option(help="How much worse than the live bundle a new one may be.")
+    ] = 0.002,
+    api: Annotated[
+        str, typer.Option(help="The online API to reload and watch after a promotion.")
+    ] = "http://127.0.0.1:8000",
+    watch: Annotated[
+        str, typer.Option(help="How long to watch the API after a promotion (0: not at all).")
+    ] = "5m",
+    run_arg: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="An argument for `recsys offline run` (repeat; default: --dataset lake)."
+        ),
+    ] = None,
+    once: Annotated[
+        bool, typer.Option("--once", help="Look once, retrain if due, and exit (for a timer).")
+    ] = False,
+    now: Annotated[bool, typer.Option("--now", help="Retrain now, whatever is due.")] = False,
+    json: JsonOpt = False,
+) -> None:
+    """Retrain on the event lake when due, promote through the gate, watch, roll back.
+
+    Due: on the schedule (--every, counted from the last run in the registry's history),
+    when the live bundle passes --max-age, or when Prometheus has a drift or stale-bundle
+    alert firing. Each decision is in `recsys models history`.
+    """
+    from recsys.retrain import Policy, duration, tick
+
+    settings = Settings()
+    policy = Policy(
+        every_s=duration(every),
+        max_age_s=None if max_age is None else duration(max_age),
+        prometheus=prometheus,
+        metric=metric,
+        tolerance=tolerance,
+        watch_s=duration(watch),
+        api=api,
+        run_args=tuple(run_arg) if run_arg else ("--dataset", "lake"),
+    )
+    pause = duration(check_every)
+    force = now
+    while True:
+        out = tick(settings, policy, force=force)
+        force = False
+        if json:
+            console.print_json(orjson.dumps(out).decode())
+        elif out.get("retrained") or out.get("error"):
+            console.print(", ".join(f"{k}: {v}" for k, v in out.items()), markup=False)
+        if once or now:
+            return
+        time.sleep(pause)

@@ -61,8 +61,15 @@ def prepare(
     return time.perf_counter() - started
 
 
-def synthetic_bundle(registry: Any, items: int, dim: int, rng: np.random.Generator) -> str:
-    """A bundle with every file the online tier reads; the ranker starts from a blend prior."""
+def synthetic_bundle(
+    registry: Any,
+    items: int,
+    dim: int,
+    rng: np.random.Generator,
+    hidden: tuple[int, ...] = (64, 32),
+) -> str:
+    """A bundle with every file the online tier reads; the ranker starts from a blend prior
+    (``hidden``: its layers; wide ones make a bundle that is slow to serve)."""
     import pandas as pd
 
     from shared import bundle as layout
@@ -78,7 +85,7 @@ def synthetic_bundle(registry: Any, items: int, dim: int, rng: np.random.Generat
         names,
         (0.0,) * len(names),
         (1.0,) * len(names),
-        (64, 32),
+        hidden,
         TOP_N,
         tuple(prior.get(n, 0.0) for n in names),
     )
