@@ -1,4 +1,5 @@
-"""Item vectors of the live bundle, for session vectors; reloaded when the live bundle changes."""
+"""Item vectors of the live bundle, for session vectors, with its drift profile; reloaded
+when the live bundle changes."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import numpy as np
 import numpy.typing as npt
 
 from shared.bundle import Embeddings, item_embeddings
+from shared.drift import Reference, read_reference
 from shared.errors import RecsysError
 from shared.registry import ModelRegistry
 
@@ -18,9 +20,15 @@ log = logging.getLogger(__name__)
 class ItemVectors:
     """id -> float32 vector lookups over one bundle's item embeddings."""
 
-    def __init__(self, embeddings: Embeddings, version: str | None = None) -> None:
+    def __init__(
+        self,
+        embeddings: Embeddings,
+        version: str | None = None,
+        drift: Reference | None = None,
+    ) -> None:
         self.embeddings = embeddings
         self.version = version
+        self.drift = drift  # the bundle's training profile; None for a bundle without one
         self._rows = embeddings.position()
 
     def get(self, item_id: str) -> npt.NDArray[np.float32] | None:
@@ -55,14 +63,20 @@ class LiveItemVectors:
                 return
             if self._current is not None and self._current.version == live.version:
                 return
-            embeddings = item_embeddings(self._registry.path(live.version))
+            path = self._registry.path(live.version)
+            embeddings = item_embeddings(path)
         except (RecsysError, OSError, ValueError) as err:
             log.warning("live bundle not loaded, keeping the previous one: %s", err)
             return
+        reference = None
+        try:
+            reference = read_reference(path, live.version, embeddings.ids)
+        except (OSError, ValueError, TypeError) as err:  # drift is not worth the vectors
+            log.warning("bundle %s: drift profile unreadable, no drift: %s", live.version, err)
         log.info(
             "item vectors of bundle %s: %d items, d=%d",
             live.version,
             len(embeddings.ids),
             embeddings.dim,
         )
-        self._current = ItemVectors(embeddings, live.version)
+        self._current = ItemVectors(embeddings, live.version, reference)

@@ -2,7 +2,8 @@
 
 Scrape ``/metrics`` on the port given by ``recsys nearline run --metrics-port``. Events per
 second is ``rate(recsys_nearline_events_total[1m])`` in Prometheus; the worker also exports
-its own ten-second figure for a glance without a Prometheus server.
+its own ten-second figure for a glance without a Prometheus server, and the drift of its
+live events from the live bundle's training data (:mod:`nearline.drift`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import time
 from collections import deque
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from nearline.drift import DriftCollector, LiveDrift
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -81,6 +84,10 @@ class NearlineMetrics:
             "recsys_nearline_lake_files", "Parquet files written to the event lake.", registry=r
         )
         self._window: deque[tuple[float, int]] = deque()
+        # Drift of the live events against the live bundle's profile: fed per batch,
+        # compared only when scraped.
+        self.drift = LiveDrift()
+        r.register(DriftCollector(self.drift))
 
     def count_events(self, n: int, now: float | None = None) -> None:
         """Feed the ten-second events-per-second gauge."""

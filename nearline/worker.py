@@ -349,6 +349,11 @@ class Worker:
             return False
         for record, event in parsed.good:
             self._lake.add(record.partition, record.offset, event)
+        if self._vectors is not None and parsed.good:
+            vectors = self._vectors.current()
+            self.metrics.drift.add(
+                vectors.drift if vectors is not None else None, [e for _, e in parsed.good]
+            )
         self._uncommitted += len(records)
         self._count(records, parsed, applied)
         self.metrics.batch_seconds.observe(time.perf_counter() - started)

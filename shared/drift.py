@@ -200,10 +200,14 @@ def compare(profile: Profile, live: Mapping[str, Counts]) -> dict[str, tuple[flo
     }
 
 
+NOT_INTERACTION = -2  # the bucket of an event that is no interaction (an impression)
+
+
 class EventWindow:
     """The last ``capacity`` events as three numpy rings: popularity bucket (-1: unknown
-    item), event type code (-1: a type the profile does not list) and user hash. Appended
-    per batch; the histograms are counted only when asked (a scrape)."""
+    item, :data:`NOT_INTERACTION`: counted for its type only, as training rows hold no
+    impression), event type code (-1: a type the profile does not list) and user hash.
+    Appended per batch; the histograms are counted only when asked (a scrape)."""
 
     def __init__(self, capacity: int, types: Sequence[str] = ()) -> None:
         self.capacity = capacity
@@ -241,14 +245,14 @@ class EventWindow:
             buckets = self._buckets[:size].copy()
             types = self._types[:size].copy()
             users = self._users[:size].copy()
-        known = buckets >= 0
-        _, per_user = np.unique(users, return_counts=True)
+        known, unknown = buckets >= 0, buckets == -1
+        _, per_user = np.unique(users[buckets != NOT_INTERACTION], return_counts=True)
         out = {
             "popularity": np.bincount(buckets[known], minlength=POPULARITY_BUCKETS).astype(
                 np.float64
             ),
             "user_events": user_event_histogram(per_user),
-            "unseen_items": np.array([known.sum(), (~known).sum()], dtype=np.float64),
+            "unseen_items": np.array([known.sum(), unknown.sum()], dtype=np.float64),
         }
         if self.types:
             listed = types[types >= 0]

@@ -79,6 +79,12 @@ def test_event_window_keeps_the_last_events_and_counts_them() -> None:
     assert hist["unseen_items"].tolist() == [3, 1]
     assert hist["event_type"].tolist() == [1, 2]
     assert hist["user_events"].tolist()[:2] == [2, 1]  # users 1 and 2 once, user 3 twice
+    # An impression counts for its type alone (and pushes out the oldest event, a click).
+    window.add(np.array([drift.NOT_INTERACTION], np.int8), np.array([0], np.int8), np.array([4]))
+    hist = window.histograms()
+    assert hist["event_type"].tolist() == [1, 2]
+    assert hist["popularity"].sum() + hist["unseen_items"][1] == 3
+    assert hist["user_events"].sum() == 2  # users 2 and 3: user 4 has only an impression
 
 
 def test_score_window_wraps() -> None:
