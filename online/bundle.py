@@ -19,6 +19,7 @@ import pandas as pd
 
 from online.arrays import CatalogueArrays
 from shared import bundle as layout
+from shared.drift import Profile, read_profile
 from shared.fresh import FreshCandidates
 from shared.index import ItemIndex
 from shared.online_features import UnproposedRows
@@ -54,6 +55,9 @@ class ServingBundle:
     rows: dict[str, int] = field(default_factory=dict)  # item id -> row of the vectors
     loaded_at: float = field(default_factory=time.time)
     load_seconds: float = 0.0
+    # Histograms of the training data (shared.drift); None for a bundle written without:
+    # it serves the same, and /metrics then has no drift series.
+    drift: Profile | None = None
 
     def __post_init__(self) -> None:
         # Dense indices and per-item arrays of the request path (see online.arrays).
@@ -119,6 +123,7 @@ def load_serving_bundle(version: str, path: Path, device: str = "auto") -> Servi
         trending=trending,
         rows=embeddings.position(),
         load_seconds=time.perf_counter() - started,
+        drift=read_profile(path) if ranker is not None else None,
     )
 
 

@@ -98,6 +98,7 @@ class BundleHolder:
             self._failed = None
             self.metrics.bundle_swaps.inc()
             self.metrics.set_bundle(bundle.version, info.created_at)
+            self.metrics.set_drift(bundle.drift)
             log.info(
                 "serving bundle %s (loaded in %.2f s, was %s)",
                 bundle.version,

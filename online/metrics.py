@@ -6,13 +6,22 @@ worker processes (``--workers N``) share one port, so a scrape reaches one of th
 keeps every value in a memory-mapped file per process there, and :meth:`OnlineMetrics.exposition`
 adds up the files of all workers: counters and histograms are totals, and each gauge says
 how its workers' values combine (``multiprocess_mode``).
+
+Score drift (``recsys_online_drift_*``) is the exception: each worker keeps the scores it
+served in a window of its own, and the worker that answers a scrape compares its window with
+the live bundle's validation scores then, outside the shared files. A divergence does not add
+up across workers and its max or mean over stale values would mislead; requests reach the
+workers at random, so any one worker's window is a fair sample of what was served.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -21,6 +30,10 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from shared.drift import MIN_SCORES, SCORE_FEATURE, Profile, ScoreWindow, js, psi, score_histogram
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -110,6 +123,12 @@ class OnlineMetrics:
             registry=r,
             multiprocess_mode="livemin",
         )
+        # The ranker scores served from the live bundle, compared with its validation scores
+        # only at scrape time (a ring of float32: the request path only copies into it).
+        self.drift_profile: Profile | None = None
+        self.scores = ScoreWindow()
+        self._score_drift = ScoreDriftCollector(self)
+        r.register(self._score_drift)
         self.impressions_dropped = Counter(
             "recsys_online_impressions_dropped",
             "Impression events (one per answer) not delivered: event log down, backlog"
@@ -139,18 +158,72 @@ class OnlineMetrics:
         self.bundle_created.set(created_at)
         self._bundle_version = version
 
+    def set_drift(self, profile: Profile | None) -> None:
+        """The live bundle's training profile (None: no score drift); a new window."""
+        self.drift_profile = profile if profile is not None and profile.scores else None
+        self.scores.clear()
+
+    def record_scores(self, scores: npt.NDArray[np.floating[Any]], chosen: list[int]) -> None:
+        """The ranker scores of the items an answer returns (positions ``chosen``)."""
+        if self.record and self.drift_profile is not None and chosen:
+            self.scores.add(scores[chosen])
+
     def exposition(self) -> bytes:
         """The text /metrics answers: this process's metrics, or every worker's added up."""
         if self.multiprocess_dir is None:
             return generate_latest(self.registry)
         combined = CollectorRegistry()
         multiprocess.MultiProcessCollector(combined, path=self.multiprocess_dir)  # type: ignore[no-untyped-call]
+        combined.register(self._score_drift)  # this worker's window (see the module doc)
         return generate_latest(combined)
 
     def close(self) -> None:
         """At the end of a worker: its live gauges stop counting (``live*`` modes)."""
         if self.multiprocess_dir is not None and self.record:
             multiprocess.mark_process_dead(os.getpid(), self.multiprocess_dir)  # type: ignore[no-untyped-call]
+
+
+class ScoreDriftCollector(Collector):
+    """``recsys_online_drift_{psi,js}{feature="score"}`` at scrape time, from the window of
+    served scores; no series while the bundle has no profile or the window is too small."""
+
+    def __init__(self, metrics: OnlineMetrics) -> None:
+        self.metrics = metrics
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        return iter(self._families())
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        psi_family, js_family, size = self._families()
+        profile, window = self.metrics.drift_profile, self.metrics.scores
+        if profile is not None and profile.scores and profile.score_edges is not None:
+            size.add_metric([], window.size)
+            if window.size >= MIN_SCORES:
+                live = score_histogram(window.values(), profile.score_edges)
+                psi_family.add_metric([SCORE_FEATURE], psi(profile.scores, live))
+                js_family.add_metric([SCORE_FEATURE], js(profile.scores, live))
+        return iter((psi_family, js_family, size))
+
+    @staticmethod
+    def _families() -> tuple[GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily]:
+        return (
+            GaugeMetricFamily(
+                "recsys_online_drift_psi",
+                "Population stability index of the ranker scores served (this worker's window)"
+                " against the live bundle's validation scores.",
+                labels=["feature"],
+            ),
+            GaugeMetricFamily(
+                "recsys_online_drift_js",
+                "Jensen-Shannon divergence (bits, 0 to 1) of the ranker scores served against"
+                " the live bundle's validation scores.",
+                labels=["feature"],
+            ),
+            GaugeMetricFamily(
+                "recsys_online_drift_window_scores",
+                "Served scores in the score drift window (absent: the bundle has no profile).",
+            ),
+        )
 
 
 class _Discard:

@@ -281,6 +281,8 @@ class Recommender:
             scores = arrays.stored_order_scores(pool)
         genre = catalogue.genre[np.minimum(pool.index, catalogue.size)]
         chosen = arrays.select(pool, scores, k, genre=genre, genre_cap=self.settings.genre_cap)
+        if reranked and bundle.drift is self.metrics.drift_profile:  # the live bundle's
+            self.metrics.record_scores(scores, chosen)
         shown = scores if reranked else pool.score
         out = _returned(catalogue, packed, pool, chosen, scores=shown, cold=cold)
         self._lap(got, "select", t)

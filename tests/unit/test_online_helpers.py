@@ -8,11 +8,13 @@ rows for users ``u0`` .. ``u{users-1}``.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from shared import bundle as layout
+from shared import drift
 from shared.bundle import Embeddings, write_embeddings
 from shared.index import build_index
 from shared.ranker import FeatureSpec, Ranker, assemble_features, feature_names
@@ -28,8 +30,11 @@ def item_ids(n: int) -> list[str]:
     return [f"i{j}" for j in range(n)]
 
 
-def make_bundle(registry: ModelRegistry, n_items: int = 120, seed: int = 0) -> str:
-    """Publish (not promote) a bundle; returns its version."""
+def make_bundle(
+    registry: ModelRegistry, n_items: int = 120, seed: int = 0, scores: Any = None
+) -> str:
+    """Publish (not promote) a bundle; returns its version. With ``scores`` (validation
+    scores of its ranker) it has a drift profile, else none, as bundles before it."""
     rng = np.random.default_rng(seed)
     ids = item_ids(n_items)
     centres = rng.normal(size=(len(GENRES), 8))
@@ -66,6 +71,11 @@ def make_bundle(registry: ModelRegistry, n_items: int = 120, seed: int = 0) -> s
                 ],
             }
         ).to_parquet(b.path / layout.CATALOGUE, index=False)
+        if scores is not None:
+            buckets = drift.popularity_buckets(counts)
+            rows = np.arange(1000) % n_items
+            profile = drift.training_profile(rows, rows % 50, buckets, scores=scores)
+            drift.write_profile(b.path, profile, buckets)
         version = b.version
     return version
 
