@@ -46,15 +46,15 @@ def test_due_on_the_schedule_and_on_the_bundle_age(tmp_path: Path) -> None:
 
 def test_drift_and_stale_alerts_call_for_a_run_others_do_not() -> None:
     alerts = [
-        {"labels": {"alertname": "RecsysDriftPopularity"}, "state": "firing"},
+        {"labels": {"alertname": "RecsysInputDrift"}, "state": "firing"},
         {"labels": {"alertname": "RecsysScoreDrift"}, "state": "firing"},
         {"labels": {"alertname": "RecsysBundleStale"}, "state": "firing"},
-        {"labels": {"alertname": "RecsysDriftEventTypes"}, "state": "pending"},
+        {"labels": {"alertname": "RecsysInputDrift", "instance": "b"}, "state": "pending"},
         {"labels": {"alertname": "RecsysErrors"}, "state": "firing"},
     ]
     assert retrain_alerts(alerts) == [
         "RecsysBundleStale",
-        "RecsysDriftPopularity",
+        "RecsysInputDrift",
         "RecsysScoreDrift",
     ]
     assert retrain_alerts([]) == []
