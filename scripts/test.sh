@@ -40,6 +40,12 @@ else
     || echo "warning: vegeta not built ($("$go_bin" version)); the vegeta benchmark test will fail"
 fi
 
+log "helm, kubeconform and the Kubernetes schemas"
+# For tests/unit/test_helm.py, into the download cache outside the clone, each only when
+# missing (helm builds in about three minutes the first time). A failure leaves the rest of
+# the run standing: the Helm tests then fail with the command to run.
+scripts/k8s-tools.sh || echo "warning: scripts/k8s-tools.sh failed; the Helm chart tests will fail"
+
 log "lint and types"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
