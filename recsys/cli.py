@@ -15,6 +15,7 @@ from recsys import (
     nearline_cli,
     offline_cli,
     online_cli,
+    plan_cli,
     storage_cli,
 )
 from recsys.bench import cli as bench_cli
@@ -79,6 +80,7 @@ def demo(
 
 
 app.command()(monitor_cli.monitor)
+app.command("plan")(plan_cli.command)
 
 
 def main() -> None:
