@@ -14,15 +14,23 @@ ratings: each notebook then skips or replaces what needs them, saying so, and
 from __future__ import annotations
 
 import base64
+import re
+import shutil
 from pathlib import Path
 from typing import Any
 
 import nbformat
+import numpy as np
 import pandas as pd
 import pytest
 from nbclient import NotebookClient
 
+from nearline.lake import LakeWriter
 from offline.analysis import experiments
+from shared import bundle as layout
+from shared.bundle import item_embeddings
+from shared.events import Event, EventType
+from shared.registry import ModelRegistry
 from shared.settings import Settings
 from shared.storage.factory import open_event_log
 from tests.conftest import OfflineRun, offline_cli, offline_run_cli
@@ -34,6 +42,7 @@ FIGURES = {
     "compare_bundles.ipynb": 4,
     "inspect_user.ipynb": 1,
     "compare_arms.ipynb": 2,
+    "drift.ipynb": 1,  # training against live, one panel per feature
 }
 MAX_NOTEBOOK_BYTES = 40_000
 # What each notebook prints where it skips or replaces what needs item metadata (titles,
@@ -54,6 +63,7 @@ NO_METADATA_SAYS = {
         " items are shown by id, and the genre panel is replaced by one of item popularity."
     ),
     "compare_arms.ipynb": "",
+    "drift.ipynb": "",
 }
 
 
@@ -105,10 +115,15 @@ def _pngs(nb: Any) -> list[bytes]:
 
 
 def _execute(
-    name: str, home: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, **env: str
+    name: str,
+    home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    figures: int | None = None,
+    **env: str,
 ) -> str:
     """Run notebook ``name`` in a fresh kernel against ``home``; check it finished and drew
-    its figures; return everything it printed."""
+    its figures (``figures``, default those of FIGURES); return everything it printed."""
     # The kernel inherits this environment: what an analyst sets before opening Jupyter.
     monkeypatch.setenv("RECSYS_HOME", str(home))
     monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
@@ -121,6 +136,7 @@ def _execute(
         "RECSYS_REPLAY_USERS",
         "RECSYS_REPLAY_EVENT_LOG_URL",
         "RECSYS_EVENT_LOG_URL",
+        "RECSYS_EVENT_LAKE_DIR",
     ):
         monkeypatch.delenv(variable, raising=False)
     for variable, value in env.items():
@@ -134,9 +150,9 @@ def _execute(
     )
     client.execute()  # raises CellExecutionError, with the cell and traceback, on any error
     nbformat.write(nb, tmp_path / name)  # the executed copy, to look at after a failure
-    figures = _pngs(nb)
-    assert len(figures) == FIGURES[name], f"{name}: {len(figures)} figures"
-    assert all(len(png) > 10_000 for png in figures), "an empty-looking figure"
+    pngs = _pngs(nb)
+    assert len(pngs) == (FIGURES[name] if figures is None else figures), f"{name}: {len(pngs)}"
+    assert all(len(png) > 10_000 for png in pngs), "an empty-looking figure"
     printed = "".join(o.get("text", "") for cell in nb.cells for o in cell.get("outputs", []))
     assert f"RECSYS_HOME: {home.resolve()}" in printed  # read the test's runs, not var/
     if name == "compare_arms.ipynb":
@@ -182,6 +198,85 @@ def test_notebook_runs_without_item_metadata(
         RECSYS_MOVIELENS_DIR=str(tmp_path / "no-movielens"),
     )
     assert NO_METADATA_SAYS[name] in printed
+
+
+def _write_tail_lake(home: Path, movielens_dir: Path, lake: Path, n: int = 50_000) -> None:
+    """The last ``n`` MovieLens ratings by time as live play events (timestamps now), users
+    and their activity as they were, but every item swapped for one of the live bundle's
+    least popular tenth (popularity decile 9): only the popularity feature moves far."""
+    registry = ModelRegistry(Settings(home=home).registry_url)
+    live = registry.live()
+    assert live is not None
+    bundle = registry.path(live.version)
+    ids = item_embeddings(bundle).ids
+    buckets = np.load(bundle / layout.DRIFT_ITEM_BUCKETS)
+    tail = [item for item, bucket in zip(ids, buckets.tolist(), strict=True) if bucket == 9]
+    ratings = pd.read_csv(
+        movielens_dir / "u.data", sep="\t", names=["user_id", "item_id", "rating", "timestamp"]
+    ).sort_values("timestamp", kind="stable")
+    writer = LakeWriter(lake, "events")
+    for offset, user in enumerate(ratings["user_id"].astype(str).tail(n)):
+        item = tail[offset % len(tail)]
+        writer.add(0, offset, Event(user_id=user, item_id=item, type=EventType.PLAY))
+    writer.flush()
+
+
+@pytest.mark.spark
+@pytest.mark.timeout(1500)  # the first test of the module also makes both offline runs
+def test_drift_notebook_names_what_moved(
+    offline_home: Path,
+    movielens_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    lake = tmp_path / "lake"
+    _write_tail_lake(offline_home, movielens_dir, lake)
+    printed = _execute(
+        "drift.ipynb", offline_home, monkeypatch, tmp_path, RECSYS_EVENT_LAKE_DIR=str(lake)
+    )
+    assert "live window: the lake's last 50,000 events since" in printed
+    moved = re.search(r"Moved most: (\w+), PSI ([\d.]+) \(JS ([\d.]+) bits\), (.*)\.", printed)
+    assert moved, printed
+    assert moved.group(1) == "popularity"
+    assert float(moved.group(2)) > 0.2
+    assert 0 < float(moved.group(3)) <= 1
+    assert moved.group(4) == "over 0.2: the population moved"
+
+
+@pytest.mark.spark
+@pytest.mark.timeout(1500)
+def test_drift_notebook_without_live_events(
+    offline_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lake = tmp_path / "empty-lake"
+    printed = _execute(
+        "drift.ipynb", offline_home, monkeypatch, tmp_path, RECSYS_EVENT_LAKE_DIR=str(lake)
+    )
+    assert f"No live events yet: the event lake ({lake}) is empty or absent" in printed
+    assert "Moved most" not in printed  # the figure: the training side alone
+
+
+@pytest.mark.spark
+@pytest.mark.timeout(1500)
+def test_drift_notebook_on_a_bundle_without_profile(
+    offline_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A copy of the live bundle with its drift files removed (as written before profiles):
+    the notebook says there is nothing to compare and draws nothing."""
+    source = ModelRegistry(Settings(home=offline_home).registry_url)
+    live = source.live()
+    assert live is not None
+    home = tmp_path / "var"
+    copy = ModelRegistry(Settings(home=home).registry_url)
+    bundle = copy.root / "bundles" / live.version
+    shutil.copytree(source.path(live.version), bundle)
+    shutil.rmtree(bundle / Path(layout.DRIFT_PROFILE).parent)
+    copy.promote(live.version)  # no manifest check: the copy's lacks the drift files
+    assert copy.live() == live
+    printed = _execute("drift.ipynb", home, monkeypatch, tmp_path, figures=0)
+    assert f"Bundle {live.version} has no drift profile" in printed
+    assert "nothing to compare live traffic with" in printed
+    assert "live window" not in printed and "No live events" not in printed
 
 
 def _check_replay_events(home: Path) -> None:
