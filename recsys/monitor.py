@@ -117,24 +117,16 @@ def bucket_increase(pairs: Iterable[tuple[Scrape, Scrape]], name: str) -> dict[f
 
 
 def histogram_quantile(q: float, buckets: dict[float, float]) -> float | None:
-    """Prometheus' histogram_quantile on cumulative bucket counts: linear interpolation in
-    the bucket the rank falls in; the highest finite bound when it falls in +Inf; None
-    without observations."""
+    """Prometheus' histogram_quantile on cumulative bucket counts (the benchmarks' own
+    :func:`recsys.bench.prom.quantile`): linear interpolation in the bucket the rank falls
+    in; the highest finite bound when it falls in +Inf; None without observations or
+    without the +Inf bucket."""
+    from recsys.bench.prom import quantile
+
     bounds = sorted(buckets)
-    if not bounds or not math.isinf(bounds[-1]) or buckets[bounds[-1]] <= 0:
+    if not bounds or not math.isinf(bounds[-1]):
         return None
-    rank = q * buckets[bounds[-1]]
-    lower, below = 0.0, 0.0
-    for bound in bounds:
-        count = buckets[bound]
-        if count >= rank:
-            if math.isinf(bound):
-                return lower
-            if count == below:
-                return bound
-            return lower + (bound - lower) * (rank - below) / (count - below)
-        lower, below = bound, count
-    return None  # not reached: the +Inf bucket holds every observation
+    return quantile(q, buckets)
 
 
 def gauge_values(scrapes: Iterable[Scrape], name: str) -> list[tuple[dict[str, str], float]]:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from pydantic import SecretStr
 
 from shared.events import Event, EventType
 from shared.settings import Settings
@@ -147,7 +148,17 @@ class World:
     env: dict[str, str]
 
     @classmethod
-    def on(cls, work: Path, *, user_state_url: str, cassandra_url: str, kafka_url: str) -> World:
+    def on(
+        cls,
+        work: Path,
+        *,
+        user_state_url: str,
+        cassandra_url: str,
+        kafka_url: str,
+        admin: bool = False,
+    ) -> World:
+        """A world on these stores (a keyspace and topic of its own); with ``admin``, an
+        admin token of its own for ``POST /v1/admin/reload`` (``settings.admin_token``)."""
         tag = secrets.token_hex(3)
         keyspace = f"{cassandra_url.rstrip('/')}/fault_{tag}"
         env = {
@@ -170,6 +181,10 @@ class World:
             log_impressions=True,
             device="cpu",
         )
+        if admin:
+            token = secrets.token_urlsafe(16)
+            env["RECSYS_ADMIN_TOKEN"] = token
+            settings = settings.model_copy(update={"admin_token": SecretStr(token)})
         return cls(work, settings, env)
 
     def prepare(self) -> None:

@@ -137,7 +137,7 @@ def redis_restart(
     The state at the end must equal the one an unbroken run writes from everything the log
     holds, and every answer meanwhile must be within the budget (degraded while Redis is
     down)."""
-    from recsys.bench.fault_load import Load, World, recovered_after, resumed_after
+    from recsys.bench.fault_load import World
     from recsys.services.manager import down_one, up_one
     from recsys.services.redis_server import Redis, RedisConfig
 
@@ -150,29 +150,9 @@ def redis_restart(
         kafka_url=kafka_url,
     )
     try:
-        world.prepare()
-        with world.api() as url, world.worker() as worker:
-            load = Load(url, rate)
-            load.start()
-            try:
-                time.sleep(phase_s)
-                load.phase = "down"
-                stopped = time.monotonic()
-                down_one(redis)
-                time.sleep(phase_s)
-                up_one(redis)
-                restarted = time.monotonic()
-                load.phase = "after"
-                resumed = resumed_after(worker, restarted)
-                recovered = recovered_after(load, restarted, "user_state")
-                rebuild = _rebuild_state(world)
-                time.sleep(phase_s)
-            finally:
-                load.stop()
-            caught_up = _caught_up(worker, load)
-        result = _checked(world, load, recovered, caught_up)
-        result["down_s"] = round(restarted - stopped, 2)
-        result["worker_resumed_s"] = None if resumed is None else round(resumed, 2)
+        result, rebuild, _ = _restart_under_stream(
+            world, redis, "user_state", rate, phase_s, after_restart=_rebuild_state
+        )
         result["rebuild"] = rebuild
         return result
     finally:
@@ -193,7 +173,7 @@ def cassandra_restart(
     the stream and started again on its data, while the API serves and the worker writes.
     No answer may go over the budget, every accepted event must be in the history once and
     in the state once, and the worker must resume on its own."""
-    from recsys.bench.fault_load import Load, World, recovered_after, resumed_after
+    from recsys.bench.fault_load import World
     from recsys.services.cassandra import Cassandra, CassandraConfig
     from recsys.services.manager import down_one, up_one
 
@@ -209,28 +189,7 @@ def cassandra_restart(
         kafka_url=kafka_url,
     )
     try:
-        world.prepare()
-        with world.api() as url, world.worker() as worker:
-            load = Load(url, rate)
-            load.start()
-            try:
-                time.sleep(phase_s)
-                load.phase = "down"
-                stopped = time.monotonic()
-                down_one(cassandra)
-                time.sleep(phase_s)
-                up_one(cassandra)
-                restarted = time.monotonic()
-                load.phase = "after"
-                resumed = resumed_after(worker, restarted)
-                recovered = recovered_after(load, restarted, "candidates")
-                time.sleep(phase_s)
-            finally:
-                load.stop()
-            caught_up = _caught_up(worker, load)
-        result = _checked(world, load, recovered, caught_up)
-        result["down_s"] = round(restarted - stopped, 2)
-        result["worker_resumed_s"] = None if resumed is None else round(resumed, 2)
+        result, _, load = _restart_under_stream(world, cassandra, "candidates", rate, phase_s)
         accepted = {e.event_id for e in load.accepted()}
         held = world.history_counts(sorted({e.user_id for e in load.accepted()}))
         result["history_missing"] = len(accepted - set(held))
@@ -265,9 +224,9 @@ def bundle_damaged(
         user_state_url=f"{redis_url}?namespace=fault_{secrets.token_hex(3)}",
         cassandra_url=cassandra_url,
         kafka_url=kafka_url,
+        admin=True,
     )
-    token = secrets.token_urlsafe(16)
-    world.env["RECSYS_ADMIN_TOKEN"] = token
+    token = world.env["RECSYS_ADMIN_TOKEN"]
     try:
         world.prepare()
         registry = ModelRegistry(world.settings.registry_url)
@@ -312,6 +271,50 @@ def bundle_damaged(
         return result
     finally:
         world.drop()
+
+
+def _restart_under_stream(  # noqa: PLR0917 (the scenario's five parts)
+    world: Any,
+    service: Any,
+    store: str,
+    rate: float,
+    phase_s: float,
+    after_restart: Callable[[Any], Any] | None = None,
+) -> tuple[dict[str, Any], Any, Any]:
+    """The scenario both store faults share: the world's API and worker under the load,
+    ``service`` stopped and started again, ``after_restart(world)`` run as soon as it
+    answers (the rebuild), then the checks of :func:`_checked` with the time it was down
+    and the time the worker took to commit again. Returns the figures, what
+    ``after_restart`` returned and the load."""
+    from recsys.bench.fault_load import Load, recovered_after, resumed_after
+    from recsys.services.manager import down_one, up_one
+
+    world.prepare()
+    extra = None
+    with world.api() as url, world.worker() as worker:
+        load = Load(url, rate)
+        load.start()
+        try:
+            time.sleep(phase_s)
+            load.phase = "down"
+            stopped = time.monotonic()
+            down_one(service)
+            time.sleep(phase_s)
+            up_one(service)
+            restarted = time.monotonic()
+            load.phase = "after"
+            resumed = resumed_after(worker, restarted)
+            recovered = recovered_after(load, restarted, store)
+            if after_restart is not None:
+                extra = after_restart(world)
+            time.sleep(phase_s)
+        finally:
+            load.stop()
+        caught_up = _caught_up(worker, load)
+    result = _checked(world, load, recovered, caught_up)
+    result["down_s"] = round(restarted - stopped, 2)
+    result["worker_resumed_s"] = None if resumed is None else round(resumed, 2)
+    return result, extra, load
 
 
 def _rebuild_state(world: Any) -> dict[str, Any]:
