@@ -1,4 +1,4 @@
-"""The promotion gate on real offline runs (Spark, embedded stores): a bundle trained on
+"""The promotion gate on real offline runs (Spark, candidates in the real Cassandra): a bundle trained on
 a tenth of the data is refused against one trained on all of it, a better one is promoted,
 each decision is in the registry's history, and ``--force`` overrides the gate."""
 
@@ -34,8 +34,14 @@ def spark() -> Iterator[SparkSession]:
     session.stop()
 
 
-def test_worse_refused_better_promoted_forced_recorded(tmp_path: Path, spark: SparkSession) -> None:
-    settings = Settings(home=tmp_path, spark_master="local[2]")
+@pytest.mark.cassandra
+def test_worse_refused_better_promoted_forced_recorded(
+    tmp_path: Path, spark: SparkSession, cassandra_keyspace_url: str
+) -> None:
+    """The candidate lists the gate scores are the ones the job wrote to the real Cassandra."""
+    settings = Settings(
+        home=tmp_path, spark_master="local[2]", candidates_url=cassandra_keyspace_url
+    )
     made = generate(30_000, n_users=400, n_items=250, seed=5)
     full: pd.DataFrame = made.interactions
     tenth = full.sample(frac=0.1, random_state=1).reset_index(drop=True)
