@@ -8,18 +8,19 @@ one's future tells the errback if it was not delivered.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
 from urllib.parse import urlsplit
 
 from kafka import (
-    ConsumerRebalanceListener,
     KafkaAdminClient,
     KafkaConsumer,
     KafkaProducer,
     TopicPartition,
 )
 from kafka.admin import NewTopic
+from kafka.consumer.subscription_state import AsyncConsumerRebalanceListener
 from kafka.errors import (
     CommitFailedError,
     KafkaError,
@@ -45,6 +46,7 @@ _SEND_TIMEOUT_S = 10.0
 _CONNECT_TIMEOUT_MS = 5000
 # A member that died (SIGKILL) holds its partitions until this expires; 6 s is the broker's
 # default minimum, so a restarted worker resumes within seconds instead of Kafka's 45 s.
+log = logging.getLogger(__name__)
 _SESSION_TIMEOUT_MS = 6000
 _HEARTBEAT_MS = 1000
 
@@ -193,24 +195,38 @@ def _report(on_error: DeliveryErrback | None, err: BaseException, records: int) 
             on_error(err)
 
 
-class _Revoked(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(
-        self,
-        on_revoke: Callable[[], None] | None,
-        forget: Callable[[Collection[TopicPartition]], None],
-    ) -> None:
-        self._on_revoke = on_revoke
-        self._forget = forget
+class _Revoked(AsyncConsumerRebalanceListener):  # type: ignore[misc]
+    """Runs ``on_revoke`` before the partitions move, then commits what it committed.
 
-    def on_partitions_revoked(self, revoked: Collection[TopicPartition]) -> None:
+    kafka-python 3 calls rebalance listeners on its IO thread, where a blocking consumer
+    call (``commit``) raises "Cannot block on net.run() from the IO thread itself": the
+    worker died the moment a second member joined its group while it held uncommitted
+    events. So ``on_revoke`` runs with the consumer's commits deferred (the lake files and
+    history writes it waits for are not Kafka calls), and the listener then awaits the
+    deferred commit on the IO loop, before the partitions are handed over.
+    """
+
+    def __init__(self, owner: _KafkaConsumer, on_revoke: Callable[[], None] | None) -> None:
+        self._owner = owner
+        self._on_revoke = on_revoke
+
+    async def on_partitions_revoked(self, revoked: Collection[TopicPartition]) -> None:
         try:
             if self._on_revoke is not None and revoked:
-                self._on_revoke()
+                offsets = self._owner._deferred_commit(self._on_revoke)
+                if offsets is not _NOTHING:
+                    try:
+                        await self._owner._consumer.commit_async(offsets)
+                    except KafkaError as err:  # the next owner replays; dedupe absorbs it
+                        log.warning("commit before handing over partitions failed: %r", err)
         finally:
-            self._forget(revoked)
+            self._owner._forget(revoked)
 
-    def on_partitions_assigned(self, assigned: object) -> None:
+    async def on_partitions_assigned(self, assigned: object) -> None:
         pass
+
+
+_NOTHING = object()  # no commit was asked for while deferring
 
 
 class _KafkaConsumer(LogConsumer):
@@ -234,7 +250,20 @@ class _KafkaConsumer(LogConsumer):
         )
         self._topic = topic
         self._positions: dict[TopicPartition, int] = {}
-        self._consumer.subscribe([topic], listener=_Revoked(on_revoke, self._forget))
+        self._deferring = False
+        self._deferred: object = _NOTHING
+        self._consumer.subscribe([topic], listener=_Revoked(self, on_revoke))
+
+    def _deferred_commit(self, work: Callable[[], None]) -> object:
+        """Run ``work`` with :meth:`commit` recording its offsets instead of committing;
+        return them (``None``: everything consumed), or ``_NOTHING``."""
+        self._deferring, self._deferred = True, _NOTHING
+        try:
+            work()
+        finally:
+            self._deferring = False
+        deferred, self._deferred = self._deferred, _NOTHING
+        return deferred
 
     def _forget(self, revoked: Collection[TopicPartition]) -> None:
         """Drop the positions of revoked partitions: another member may move them on."""
@@ -268,6 +297,9 @@ class _KafkaConsumer(LogConsumer):
                 TopicPartition(self._topic, p): OffsetAndMetadata(offset, "", -1)
                 for p, offset in positions.items()
             }
+        if self._deferring:  # inside the revoke listener: committed by it, on the IO loop
+            self._deferred = offsets
+            return
         try:
             self._consumer.commit(offsets)
         except CommitFailedError as err:

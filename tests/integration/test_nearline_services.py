@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections import Counter
@@ -72,12 +73,15 @@ class Real:
             config=WorkerConfig(group_id=group, **config),  # type: ignore[arg-type]
         )
 
-    def spawn(self, *args: str) -> subprocess.Popen[str]:
+    def spawn(self, *args: str, log: Path | None = None) -> subprocess.Popen[str]:
+        """``recsys nearline run``; its output in a pipe (read it at the end), or in ``log``
+        for a worker that runs long enough to fill a pipe nobody reads (it would block)."""
+        out = subprocess.PIPE if log is None else log.open("w")
         return subprocess.Popen(
             [str(RECSYS), "nearline", "run", *args],
             cwd=ROOT,
             env=self.env,
-            stdout=subprocess.PIPE,
+            stdout=out,
             stderr=subprocess.STDOUT,
             text=True,
         )
@@ -284,6 +288,61 @@ def test_two_workers_in_one_group_share_four_partitions(real: Real) -> None:
             worker.send_signal(signal.SIGTERM)
         outputs = [w.communicate(timeout=30)[0] for w in workers]
     assert [w.returncode for w in workers] == [0, 0], outputs
+    assert counters(real.state, 80) == expected_counters(events)
+    assert_exactly_once(real, events, users=80)
+
+
+def test_the_group_scaled_from_one_worker_to_two_and_back_under_a_stream(real: Real) -> None:
+    """Events flow all along while a second worker joins the group (the partitions split
+    between the two) and leaves again (the first takes them all back): every event is in
+    the state exactly once."""
+    group, ports = unique("scale"), [free_port(), free_port()]
+    events = make_events(users=80, per_user=150)  # 12,000
+    stop = threading.Event()
+
+    def stream() -> None:  # 12,000 events over about 12 s, in chunks of 200
+        for start in range(0, len(events), 200):
+            if stop.is_set():
+                return
+            produce(real.log, events[start : start + 200])
+            time.sleep(0.2)
+
+    logs = [real.home / "first.log", real.home / "second.log"]
+    first = real.spawn("--group", group, "--metrics-port", str(ports[0]), log=logs[0])
+    second: subprocess.Popen[str] | None = None
+    producer = threading.Thread(target=stream)
+    try:
+        wait_for(lambda: assigned(ports[0]) == {"0", "1", "2", "3"}, 60, "the first worker")
+        producer.start()
+        second = real.spawn("--group", group, "--metrics-port", str(ports[1]), log=logs[1])
+        wait_for(
+            lambda: (
+                bool(assigned(ports[0]))
+                and bool(assigned(ports[1]))
+                and not assigned(ports[0]) & assigned(ports[1])
+            ),
+            60,
+            "the partitions to split between the two workers",
+        )
+        split = (assigned(ports[0]), assigned(ports[1]))
+        time.sleep(2.0)  # the second worker applies some of the stream
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(60) == 0, logs[1].read_text()[-3000:]
+        wait_for(
+            lambda: assigned(ports[0]) == {"0", "1", "2", "3"}, 60, "the first to take all back"
+        )
+        producer.join(120)
+        wait_for(lambda: applied(real.state, 80) >= len(events), 120, "all events to be applied")
+        time.sleep(2.0)  # anything doubled arrives now or never
+    finally:
+        stop.set()
+        if producer.is_alive():
+            producer.join(30)
+        for worker in (first, second):
+            if worker is not None and worker.poll() is None:
+                worker.send_signal(signal.SIGTERM)
+        first.wait(30)
+    assert split[0] | split[1] == {"0", "1", "2", "3"} and split[0] and split[1]
     assert counters(real.state, 80) == expected_counters(events)
     assert_exactly_once(real, events, users=80)
 
