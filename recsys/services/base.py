@@ -74,6 +74,8 @@ class Service(ABC):
         # Absolute, because the path is also how we recognise our processes (see ``marker``).
         self.home = Path(os.path.abspath(state_dir)) / self.name
         self.cache_dir = Path(os.path.abspath(cache_dir))
+        # CPU priority the server starts with (nice); 0: as the launcher's own.
+        self.niceness = 0
         self.host = host
         self.port = port
 

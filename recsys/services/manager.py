@@ -163,7 +163,10 @@ def _spawn(svc: Service) -> int:
     remove_pid(svc.pid_path)  # stale, if any: its process is gone or is no longer ours
     svc.home.mkdir(parents=True, exist_ok=True)
     rotate_log(svc.log_path)
-    pid = spawn_detached(svc.prepare(), svc.log_path, svc.env())
+    argv = svc.prepare()
+    if svc.niceness:  # nice execs the server: the pid is still the server's own
+        argv = [shutil.which("nice") or "/usr/bin/nice", "-n", str(svc.niceness), *argv]
+    pid = spawn_detached(argv, svc.log_path, svc.env())
     write_pid(svc.pid_path, pid)
     return pid
 
