@@ -43,6 +43,7 @@ class Answer:
     failures: dict[str, str] = field(default_factory=dict)
     at: float = field(default_factory=time.monotonic)  # when the answer came
     bundle: str | None = None  # the bundle that answered (recommendations)
+    timings_ms: dict[str, float] = field(default_factory=dict)  # the API's stage timings
 
 
 @dataclass
@@ -128,7 +129,8 @@ class Load:
                     answer = Answer(phase, reply.status_code, seconds)
                     if reply.status_code == 200:
                         body = reply.json()
-                        answer.total_ms = float(body["timings_ms"]["total"])
+                        answer.timings_ms = dict(body["timings_ms"])
+                        answer.total_ms = float(answer.timings_ms["total"])
                         answer.degraded = bool(body["degraded"])
                         answer.failures = dict(body["failures"])
                         answer.bundle = body.get("bundle")
@@ -382,6 +384,12 @@ def figures(
             for phase in PHASES
         },
         "over_budget": sum((r.total_ms or 0.0) > budget_ms for r in reads),
+        # where the time of each answer over budget went (stages as the API timed them)
+        "over_budget_answers": [
+            {"phase": r.phase, "timings_ms": r.timings_ms, "failures": r.failures}
+            for r in reads
+            if (r.total_ms or 0.0) > budget_ms
+        ][:20],
         "rate_per_s": round(len(load.posted) / max(1e-9, load.seconds), 1),
         "recover_s": None if recovered is None else round(recovered, 2),
     }
