@@ -11,6 +11,7 @@ grouped below the shared ones.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -41,6 +42,48 @@ UserStateUrl = Annotated[str, AfterValidator(_schemes("redis", "sqlite", "memory
 CandidatesUrl = Annotated[str, AfterValidator(_schemes("cassandra", "sqlite", "memory"))]
 HistoryUrl = Annotated[str, AfterValidator(_schemes("cassandra", "sqlite", "memory"))]
 RegistryUrl = Annotated[str, AfterValidator(_schemes("file"))]
+
+
+@dataclass(frozen=True)
+class Replication:
+    """How many copies of each record the project keeps on a cluster of ``nodes`` (Kafka
+    brokers, or Cassandra nodes), and what a write and a read wait for: the one place that
+    decides it. Read by the event log when it creates a topic
+    (``shared/storage/kafka_log.py``), by the Cassandra stores when they create their
+    keyspace and prepare their statements (``shared/storage/cassandra/connection.py``), and
+    by ``recsys services up`` for the brokers' own defaults and internal topics.
+
+    The aim is to survive one node's loss: on 3 nodes everything holds with any one down,
+    and nothing acknowledged is lost. On 2 Cassandra nodes no consistency level can be both
+    (a quorum of 2 is both), so there writes and reads wait for one node: they go on with
+    either node down, and a read may miss a write until hints or read repair bring the
+    restarted node up to date. On 1 node there is nothing to survive.
+    """
+
+    nodes: int
+
+    @property
+    def factor(self) -> int:
+        """Copies of each partition and each row: one per node, at most 3."""
+        return max(1, min(3, self.nodes))
+
+    @property
+    def min_insync(self) -> int:
+        """Kafka's ``min.insync.replicas``: every copy but one (at least 1). With the
+        producer's ``acks=all`` a write is acknowledged only once this many copies hold it,
+        and is refused, never silently kept on fewer, while more than one broker is down."""
+        return max(1, self.factor - 1)
+
+    @property
+    def write_consistency(self) -> str:
+        """Cassandra consistency level of every write (a ``ConsistencyLevel`` name)."""
+        return "LOCAL_ONE" if self.factor == 2 else "LOCAL_QUORUM"
+
+    @property
+    def read_consistency(self) -> str:
+        """Cassandra consistency level of every read. With 3 copies a quorum read (2)
+        overlaps every quorum write (2): it sees the write, whichever node is down."""
+        return "LOCAL_ONE" if self.factor == 2 else "LOCAL_QUORUM"
 
 
 class Settings(BaseSettings):

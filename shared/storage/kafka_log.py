@@ -30,6 +30,7 @@ from kafka.errors import (
 from kafka.structs import OffsetAndMetadata
 
 from shared.errors import ConfigError, ServiceUnavailable
+from shared.settings import Replication
 from shared.storage.event_log import (
     DEFAULT_PARTITIONS,
     DEFAULT_TOPIC,
@@ -94,12 +95,21 @@ class KafkaEventLog(EventLog):
         self.create_topic(self.topic, partitions)
 
     def create_topic(self, topic: str, partitions: int = DEFAULT_PARTITIONS) -> None:
-        """Create ``topic`` unless it exists (replication 1 on one broker, else up to 3)."""
+        """Create ``topic`` unless it exists, with the copies and ``min.insync.replicas``
+        that :class:`shared.settings.Replication` gives for the brokers of the cluster
+        (1 and 1 on one broker; 3 and 2 on three or more)."""
         admin = self._admin()
         try:
-            brokers = len(admin.describe_cluster()["brokers"])
+            policy = Replication(len(admin.describe_cluster()["brokers"]))
             admin.create_topics(
-                [NewTopic(topic, num_partitions=partitions, replication_factor=min(3, brokers))]
+                [
+                    NewTopic(
+                        topic,
+                        num_partitions=partitions,
+                        replication_factor=policy.factor,
+                        topic_configs={"min.insync.replicas": str(policy.min_insync)},
+                    )
+                ]
             )
         except TopicAlreadyExistsError:
             pass

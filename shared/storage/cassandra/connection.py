@@ -1,4 +1,10 @@
-"""Parse ``cassandra://host[:port][,host...]/keyspace?replication=N&dc=NAME`` and connect."""
+"""Parse ``cassandra://host[:port][,host...]/keyspace?replication=N&dc=NAME`` and connect.
+
+How many copies a keyspace keeps and what reads and writes wait for come from
+:class:`shared.settings.Replication`: by default one copy per node the driver sees, at most
+three (``?replication=N`` overrides the count); statements then use the consistency levels
+that policy gives for the keyspace's copies.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +25,7 @@ from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
 from cassandra.query import PreparedStatement, tuple_factory
 
 from shared.errors import ConfigError, ServiceUnavailable
+from shared.settings import Replication
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
 
@@ -30,7 +37,7 @@ class CassandraTarget:
     hosts: list[str]
     port: int
     keyspace: str
-    replication: int
+    replication: int | None  # None: Replication's factor for the nodes the driver sees
     datacenter: str
 
 
@@ -53,7 +60,7 @@ def parse_cassandra_url(url: str) -> CassandraTarget:
         hosts=hosts,
         port=ports.pop(),
         keyspace=keyspace,
-        replication=int(query.get("replication", ["1"])[0]),
+        replication=int(query["replication"][0]) if "replication" in query else None,
         datacenter=query.get("dc", ["datacenter1"])[0],
     )
 
@@ -92,12 +99,31 @@ def connect(role: str, url: str, target: CassandraTarget) -> tuple[Cluster, Sess
         raise ServiceUnavailable(role, url, _first_line(err)) from err
 
 
+def keyspace_replication(session: Session, target: CassandraTarget) -> int:
+    """Copies a new keyspace keeps: the URL's ``?replication=N``, else one per node the
+    driver sees (at most three, :class:`shared.settings.Replication`)."""
+    if target.replication is not None:
+        return target.replication
+    return Replication(len(session.cluster.metadata.all_hosts())).factor
+
+
 def create_keyspace(session: Session, target: CassandraTarget) -> None:
     """Idempotent; SimpleStrategy is right for one datacenter, NetworkTopology for several."""
     session.execute(
         f"CREATE KEYSPACE IF NOT EXISTS {target.keyspace} WITH replication ="
-        f" {{'class': 'SimpleStrategy', 'replication_factor': {target.replication}}}"
+        f" {{'class': 'SimpleStrategy', 'replication_factor': {keyspace_replication(session, target)}}}"
     )
+
+
+def replication_of(session: Session, target: CassandraTarget) -> Replication:
+    """The policy for the keyspace's copies as the cluster holds them (the URL's or the
+    node count's while it does not exist yet)."""
+    meta = session.cluster.metadata.keyspaces.get(target.keyspace)
+    strategy = getattr(meta, "replication_strategy", None)
+    factor = getattr(strategy, "replication_factor", None)
+    if isinstance(factor, int) and factor > 0:
+        return Replication(factor)
+    return Replication(keyspace_replication(session, target))
 
 
 def _first_line(err: BaseException) -> str:
@@ -120,7 +146,10 @@ class CassandraStore:
         """Prepare once per store; ``{ks}`` in the CQL is the keyspace."""
         if name not in self._statements:
             statement = self._session.prepare(cql.format(ks=self._ks))
-            statement.consistency_level = ConsistencyLevel.LOCAL_QUORUM
+            policy = replication_of(self._session, self._target)
+            reads = cql.lstrip().upper().startswith("SELECT")
+            level = policy.read_consistency if reads else policy.write_consistency
+            statement.consistency_level = ConsistencyLevel.name_to_value[level]
             self._statements[name] = statement
         return self._statements[name]
 
