@@ -63,12 +63,15 @@ def render_template(name: str, values: dict[str, object]) -> str:
 
 
 class Service(ABC):
-    """One server on 127.0.0.1 whose files live in ``<state_dir>/<name>/``."""
+    """One server (on 127.0.0.1, or a cluster's node on 127.0.0.x) whose files live in
+    ``<state_dir>/<name>/``."""
 
     name: ClassVar[str]
     protocol: ClassVar[str]
     ready_timeout_s: ClassVar[float]
     stop_timeout_s: ClassVar[float] = 60.0
+    # Several nodes of this service (a cluster) start one after the other, not at once.
+    one_at_a_time: ClassVar[bool] = False
 
     def __init__(self, state_dir: Path, cache_dir: Path, host: str, port: int) -> None:
         # Absolute, because the path is also how we recognise our processes (see ``marker``).

@@ -1,4 +1,6 @@
-"""Apache Cassandra 5.0, one node started straight from its jars (no bin/cassandra script)."""
+"""Apache Cassandra 5.0, one node started straight from its jars (no bin/cassandra script):
+alone, or one node of a cluster (``recsys services up --replicas N``,
+:mod:`recsys.services.cluster`)."""
 
 from __future__ import annotations
 
@@ -74,6 +76,9 @@ class CassandraConfig:
     jmx_port: int = 7199
     cluster_name: str = "tiered-recsys"
     heap_mb: int = 1024
+    # A cluster: every seed's "host:storage_port"; empty: this node alone is its seed.
+    seeds: tuple[str, ...] = ()
+    hinted_handoff: bool = False
 
 
 @dataclass(frozen=True)
@@ -124,6 +129,8 @@ def render_cassandra_yaml(cfg: CassandraConfig, dirs: CassandraDirs) -> str:
         "cassandra.yaml",
         {
             "cluster_name": _yaml_str(cfg.cluster_name),
+            "seeds": ",".join(cfg.seeds) or f"{cfg.host}:{cfg.storage_port}",
+            "hinted_handoff": "true" if cfg.hinted_handoff else "false",
             "host": cfg.host,
             "storage_port": cfg.storage_port,
             "native_port": cfg.native_port,
@@ -170,7 +177,8 @@ def jvm_args(cfg: CassandraConfig, dirs: CassandraDirs, jamm: Path) -> list[str]
         f"-Dcassandra.storagedir={dirs.root}",
         f"-Dcassandra.logdir={dirs.home}",
         f"-Dcassandra.jmx.local.port={cfg.jmx_port}",
-        # One node: there is no gossip to wait for.
+        # One node: there is no gossip to wait for; a cluster's nodes start one at a time,
+        # each a seed, and the driver learns of the others as they come.
         "-Dcassandra.skip_wait_for_gossip_to_settle=0",
     ]
 
@@ -192,6 +200,9 @@ class Cassandra(Service):
     # 15-40 s on 2 idle cores; several minutes when tests run beside it.
     ready_timeout_s: ClassVar[float] = 240.0
     stop_timeout_s: ClassVar[float] = 90.0
+    # The nodes of a cluster start one after the other: concurrent first starts of nodes
+    # taking their own tokens may collide, and on 2 cores they only slow each other.
+    one_at_a_time: ClassVar[bool] = True
 
     def __init__(
         self, state_dir: Path, cache_dir: Path, config: CassandraConfig | None = None

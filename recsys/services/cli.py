@@ -1,5 +1,5 @@
 """`recsys services up|down|status`: real Kafka, Cassandra and Redis on 127.0.0.1, no Docker;
-Prometheus too when named."""
+Prometheus too when named; a replicated cluster on 127.0.0.2 and up with `--replicas N`."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from recsys.services import manager
+from recsys.services import cluster, manager
 from recsys.services.base import Service, State, Status
 from recsys.services.manager import Action, Outcome
 from shared.errors import RecsysError
@@ -49,6 +49,16 @@ StateDir = Annotated[
         show_default=False,
     ),
 ]
+Replicas = Annotated[
+    int,
+    typer.Option(
+        min=1,
+        help="1: the single-node services on 127.0.0.1. N >= 2: a cluster of N Kafka nodes"
+        " and N Cassandra nodes (at most 3), node i on 127.0.0.(1+i), and one Redis on"
+        " 127.0.0.2, with files under <state-dir>/replicas-N; give the same N to `down` and"
+        " `status`.",
+    ),
+]
 CacheDir = Annotated[
     Path | None,
     typer.Option(
@@ -77,14 +87,33 @@ def _quiet_drivers() -> None:
 
 
 def _services(
-    names: list[Name] | None, state_dir: Path | None, cache_dir: Path | None
+    names: list[Name] | None, state_dir: Path | None, cache_dir: Path | None, replicas: int = 1
 ) -> list[Service]:
     from shared.settings import Settings
 
     settings = Settings()  # also Prometheus' port and scrape targets
     state_dir = state_dir or settings.home / "services"
     cache_dir = cache_dir or settings.cache_dir
-    return manager.make_services([n.value for n in names or []], state_dir, cache_dir, settings)
+    wanted = [n.value for n in names or []]
+    if replicas > 1:
+        return cluster.cluster_services(
+            wanted,
+            cluster.cluster_dir(state_dir, replicas),
+            cache_dir,
+            cluster.layout_for(replicas),
+        )
+    return manager.make_services(wanted, state_dir, cache_dir, settings)
+
+
+def _urls(replicas: int) -> str:
+    """The settings that point the project at a cluster."""
+    layout = cluster.layout_for(replicas)
+    return (
+        f"RECSYS_EVENT_LOG_URL={layout.kafka_url}/events "
+        f"RECSYS_USER_STATE_URL={layout.redis_url} "
+        f"RECSYS_CANDIDATES_URL={layout.cassandra_url}/recsys "
+        f"RECSYS_HISTORY_URL={layout.cassandra_url}/recsys"
+    )
 
 
 def _outcome_line(svc: Service, result: Outcome | RecsysError) -> Text:
@@ -111,11 +140,23 @@ def _outcome_line(svc: Service, result: Outcome | RecsysError) -> Text:
 
 
 @app.command()
-def up(services: Names = None, state_dir: StateDir = None, cache_dir: CacheDir = None) -> None:
-    """Start the services that are not running and wait until each answers its protocol."""
+def up(
+    services: Names = None,
+    replicas: Replicas = 1,
+    state_dir: StateDir = None,
+    cache_dir: CacheDir = None,
+) -> None:
+    """Start the services that are not running and wait until each answers its protocol.
+
+    With --replicas N, the nodes of a cluster: Kafka's all at once (their controllers elect
+    a leader among themselves), Cassandra's one after the other.
+    """
     _quiet_drivers()
     stdout = _console()
-    targets = _services(services, state_dir, cache_dir)
+    try:
+        targets = _services(services, state_dir, cache_dir, replicas)
+    except RecsysError as err:
+        raise typer.BadParameter(str(err)) from err
     start = time.monotonic()
     with stdout.status(f"Starting {', '.join(s.name for s in targets)} …"):
         results = manager.up(targets, lambda s, r: stdout.print(_outcome_line(s, r)))
@@ -134,19 +175,25 @@ def up(services: Names = None, state_dir: StateDir = None, cache_dir: CacheDir =
         )
         raise typer.Exit(max(e.exit_code for e in failed))
     stdout.print(Text(f"{len(done)} services ready in {took:.1f} s ({summary}).", style="bold"))
+    if replicas > 1:
+        stdout.print(Text(f"Point the project at them: {_urls(replicas)}", style="dim"))
 
 
 @app.command()
 def down(
     services: Names = None,
     purge: Annotated[bool, typer.Option(help="Also delete the services' data.")] = False,
+    replicas: Replicas = 1,
     state_dir: StateDir = None,
     cache_dir: CacheDir = None,
 ) -> None:
     """Stop the services started by `up` (SIGTERM, then SIGKILL); external ones are left alone."""
     _quiet_drivers()
     stdout = _console()
-    targets = _services(services, state_dir, cache_dir)
+    try:
+        targets = _services(services, state_dir, cache_dir, replicas)
+    except RecsysError as err:
+        raise typer.BadParameter(str(err)) from err
     start = time.monotonic()
     with stdout.status(f"Stopping {', '.join(s.name for s in targets)} …"):
         results = manager.down(targets, purge, lambda s, r: stdout.print(_outcome_line(s, r)))
@@ -180,6 +227,7 @@ def _table(statuses: list[Status]) -> Table:
 def status(
     services: Names = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    replicas: Replicas = 1,
     state_dir: StateDir = None,
     cache_dir: CacheDir = None,
 ) -> None:
@@ -189,9 +237,17 @@ def status(
     """
     _quiet_drivers()
     stdout = _console()
-    statuses = manager.status(_services(services, state_dir, cache_dir))
+    try:
+        targets = _services(services, state_dir, cache_dir, replicas)
+    except RecsysError as err:
+        raise typer.BadParameter(str(err)) from err
+    statuses = manager.status(targets)
     if as_json:
-        typer.echo(json.dumps({st.service: st.to_dict() for st in statuses}))
+        # A cluster's nodes share a service name: key them by address there.
+        key = (
+            (lambda st: st.service) if replicas == 1 else (lambda st: f"{st.service}@{st.address}")
+        )
+        typer.echo(json.dumps({key(st): st.to_dict() for st in statuses}))
     else:
         stdout.print(_table(statuses))
     if not all(st.usable for st in statuses):

@@ -1,4 +1,6 @@
-"""Apache Kafka 4.x, one node in KRaft combined mode (broker and controller in one JVM)."""
+"""Apache Kafka 4.x in KRaft combined mode (broker and controller in one JVM): one node, or
+one node of a cluster whose controllers form a static quorum (``recsys services up
+--replicas N``, :mod:`recsys.services.cluster`)."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from recsys.services.jvm import (
     require_java,
 )
 from recsys.services.proc import log_tail, run_logged
+from shared.settings import Replication
 
 # Kafka 4 brokers need Java 17 or later.
 KAFKA_JAVA = range(17, 100)
@@ -33,6 +36,16 @@ class KafkaConfig:
     num_partitions: int = 4
     internal_partitions: int = 8
     heap_mb: int = 512
+    # A cluster: every node's "id@host:controller_port"; empty: one node on its own.
+    voters: tuple[str, ...] = ()
+    # A cluster's id, the same on every node; None: a new one when the storage is formatted.
+    cluster_id: str | None = None
+    broker_session_timeout_ms: int = 9000
+    broker_heartbeat_ms: int = 2000
+
+    @property
+    def replication(self) -> Replication:
+        return Replication(max(1, len(self.voters)))
 
 
 def new_cluster_id() -> str:
@@ -56,6 +69,11 @@ def _prop(value: object) -> str:
 
 
 def render_server_properties(cfg: KafkaConfig, log_dir: Path) -> str:
+    quorum = (
+        f"controller.quorum.voters={','.join(cfg.voters)}"
+        if cfg.voters
+        else f"controller.quorum.bootstrap.servers={cfg.host}:{cfg.controller_port}"
+    )
     return render_template(
         "server.properties",
         {
@@ -63,9 +81,14 @@ def render_server_properties(cfg: KafkaConfig, log_dir: Path) -> str:
             "host": _prop(cfg.host),
             "port": cfg.port,
             "controller_port": cfg.controller_port,
+            "quorum": _prop(quorum),
             "log_dirs": _prop(log_dir),
             "num_partitions": cfg.num_partitions,
             "internal_partitions": cfg.internal_partitions,
+            "replication": cfg.replication.factor,
+            "min_isr": cfg.replication.min_insync,
+            "broker_session_timeout_ms": cfg.broker_session_timeout_ms,
+            "broker_heartbeat_ms": cfg.broker_heartbeat_ms,
         },
     )
 
@@ -105,7 +128,9 @@ def format_argv(java: str, cfg: KafkaConfig, home: Path, jars: Path, cluster_id:
         # One argument, so that no id can be read as an option.
         f"--cluster-id={cluster_id}",
         f"--config={home / 'server.properties'}",
-        "--standalone",
+        # One node formats a dynamic quorum of itself; a cluster's static quorum is in the
+        # config (controller.quorum.voters), and the tool refuses both at once.
+        *(() if cfg.voters else ("--standalone",)),
     ]
 
 
@@ -137,7 +162,8 @@ class Kafka(Service):
         )
         (self.home / "log4j2.xml").write_text(conf_text("log4j2.xml"), encoding="utf-8")
         if not is_formatted(self.data_dir):
-            self._format(format_argv(java, self.config, self.home, jars, new_cluster_id()))
+            cluster_id = self.config.cluster_id or new_cluster_id()
+            self._format(format_argv(java, self.config, self.home, jars, cluster_id))
         return server_argv(java, self.config, self.home, jars)
 
     def _format(self, argv: list[str]) -> None:

@@ -8,6 +8,7 @@ starting is waited for, and a server someone else runs on our address counts as 
 from __future__ import annotations
 
 import shutil
+import signal
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -217,6 +218,20 @@ def down_one(svc: Service, purge: bool = False) -> Outcome:
     return Outcome(status, action, time.monotonic() - start, purged=purge)
 
 
+def kill_one(svc: Service) -> Outcome:
+    """SIGKILL the server (its whole process group), as a machine that loses power would:
+    no shutdown hook, no flush. Its data stays for the next ``up``."""
+    start = time.monotonic()
+    pid = read_pid(svc.pid_path)
+    action = Action.NOT_RUNNING
+    if pid is not None and is_ours(pid, svc.marker):
+        stop_session(pid, 0.0, sig=signal.SIGKILL)
+        action = Action.KILLED
+    remove_pid(svc.pid_path)
+    status = Status(svc.name, svc.address, State.STOPPED)
+    return Outcome(status, action, time.monotonic() - start)
+
+
 def _each(
     services: Sequence[Service],
     work: Callable[[Service], T],
@@ -239,11 +254,45 @@ def _each(
         return list(pool.map(one, services))
 
 
+def _chains(services: Sequence[Service]) -> list[list[Service]]:
+    """The services in groups that start one after the other: the nodes of a service that
+    wants it (``one_at_a_time``, Cassandra) together, every other service on its own."""
+    chains: list[list[Service]] = []
+    serial: dict[str, list[Service]] = {}
+    for svc in services:
+        if svc.one_at_a_time:
+            if svc.name not in serial:
+                serial[svc.name] = []
+                chains.append(serial[svc.name])
+            serial[svc.name].append(svc)
+        else:
+            chains.append([svc])
+    return chains
+
+
 def up(
     services: Sequence[Service],
     on_done: Callable[[Service, Outcome | RecsysError], None] | None = None,
 ) -> list[Outcome | RecsysError]:
-    return _each(services, up_one, on_done)
+    """Start every chain (:func:`_chains`) at once, the services of a chain in order;
+    results in the order of ``services``."""
+
+    def one(svc: Service) -> Outcome | RecsysError:
+        try:
+            result: Outcome | RecsysError = up_one(svc)
+        except RecsysError as err:
+            result = err
+        if on_done is not None:
+            on_done(svc, result)
+        return result
+
+    chains = _chains(services)
+    if not chains:
+        return []
+    with ThreadPoolExecutor(max_workers=len(chains), thread_name_prefix="svc") as pool:
+        done = list(pool.map(lambda chain: [(s, one(s)) for s in chain], chains))
+    by_service = {id(s): r for chain in done for s, r in chain}
+    return [by_service[id(s)] for s in services]
 
 
 def down(

@@ -177,13 +177,14 @@ def wait_gone(pid: int, timeout_s: float) -> bool:
     return True
 
 
-def stop_session(pid: int, timeout_s: float) -> bool:
-    """SIGTERM the process group led by ``pid``, SIGKILL it after ``timeout_s``.
+def stop_session(pid: int, timeout_s: float, sig: signal.Signals = signal.SIGTERM) -> bool:
+    """Send ``sig`` (SIGTERM) to the process group led by ``pid``, SIGKILL it after
+    ``timeout_s``.
 
-    Returns True when it shut down on SIGTERM, False when it had to be killed. The group is
+    Returns True when it shut down on ``sig``, False when it had to be killed. The group is
     signalled, not just the pid, so that helpers the server forked go too.
     """
-    _signal_group(pid, signal.SIGTERM)
+    _signal_group(pid, sig)
     graceful = wait_gone(pid, timeout_s)
     if not graceful:
         _signal_group(pid, signal.SIGKILL)
