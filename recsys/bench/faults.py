@@ -39,6 +39,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -52,6 +53,9 @@ from shared.events import Event, EventType
 from shared.settings import Settings
 
 FAULTS = ("kafka-broker", "redis", "cassandra", "bundle")
+# With --replicas N: a node of a replicated cluster killed (kafka_node_loss, cassandra_node_loss).
+REPLICATED_FAULTS = ("kafka-broker", "cassandra")
+MAX_CASSANDRA_NODES = 3  # recsys.services.cluster's cap: Replication keeps 3 copies at most
 
 
 def _free_port() -> int:
@@ -277,19 +281,205 @@ def bundle_damaged(
         world.drop()
 
 
-def _restart_under_stream(  # noqa: PLR0917 (the scenario's five parts)
+def _cluster_layout(kafka_nodes: int, cassandra_nodes: int) -> Any:
+    """A cluster of the run's own: nodes on 127.0.0.2 and up, on ports free on all of them
+    (so beside ``recsys services up --replicas N``'s, and beside the single-node services)."""
+    from recsys.services.cluster import ClusterLayout, free_port
+
+    hosts = [f"127.0.0.{2 + i}" for i in range(max(kafka_nodes, cassandra_nodes))]
+    ports: set[int] = set()
+    while len(ports) < 4:
+        ports.add(free_port(hosts))
+    kafka, controller, native, storage = sorted(ports)
+    jmx = _free_run(cassandra_nodes)
+    return ClusterLayout(
+        kafka_nodes=kafka_nodes,
+        cassandra_nodes=cassandra_nodes,
+        kafka_port=kafka,
+        controller_port=controller,
+        native_port=native,
+        storage_port=storage,
+        jmx_first_port=jmx,
+        cluster_name=f"fault-{secrets.token_hex(3)}",
+        # The faults' single Cassandra node has 768 MB; three of them share 2 cores here.
+        cassandra_heap_mb=768,
+    )
+
+
+def _free_run(n: int) -> int:
+    """The first of ``n`` consecutive ports free on 127.0.0.1 (JMX, one per node)."""
+    for _ in range(100):
+        base = _free_port()
+        try:
+            held = []
+            for port in range(base, base + n):
+                sock = socket.socket()
+                held.append(sock)
+                sock.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        finally:
+            for sock in held:
+                sock.close()
+        return base
+    raise RuntimeError(f"no {n} consecutive free ports")
+
+
+def _start_all(services: list[Any]) -> None:
+    from recsys.services.manager import up
+
+    failed = [r for r in up(services) if isinstance(r, Exception)]
+    if failed:
+        raise failed[0]
+
+
+def _stop_all(services: list[Any]) -> None:
+    from recsys.services.manager import down
+
+    down(services, purge=True)
+
+
+def kafka_node_loss(
+    work: Path,
+    cache_dir: Path,
+    *,
+    redis_url: str,
+    cassandra_url: str,
+    nodes: int = 3,
+    rate: float = 1000.0,
+    phase_s: float = 4.0,
+) -> dict[str, Any]:
+    """A Kafka cluster of the run's own (``nodes`` KRaft nodes on 127.0.0.x, the project's
+    replication: ``nodes`` copies, at most 3, ``min.insync.replicas`` one fewer) takes the
+    stream; the broker that leads most of the events topic's partitions is killed with
+    SIGKILL and restarted on its data. Every accepted event must be in the log, applied
+    once, and the state must equal an unbroken run's. Recovery: from the restart until the
+    broker is back in the in-sync replicas of every partition."""
+    from recsys.bench.fault_load import World
+    from recsys.services.cluster import kafka_nodes
+    from recsys.services.manager import kill_one
+
+    layout = _cluster_layout(nodes, 1)
+    brokers = kafka_nodes(work / "cluster", cache_dir, layout)
+    _start_all(list(brokers))
+    world = World.on(
+        work,
+        user_state_url=f"{redis_url}?namespace=fault_{secrets.token_hex(3)}",
+        cassandra_url=cassandra_url,
+        kafka_url=layout.kafka_url,
+    )
+    topic = world.settings.event_log_url.rsplit("/", 1)[1]
+    try:
+        leader = partial(_busiest_leader, brokers, topic)
+        in_sync = partial(_all_in_sync, brokers, topic)
+        result, _, _ = _restart_under_stream(world, leader, in_sync, rate, phase_s, stop=kill_one)
+        result["nodes"] = nodes
+        return result
+    finally:
+        world.drop()
+        _stop_all(list(brokers))
+
+
+def _busiest_leader(brokers: list[Any], topic: str) -> Any:
+    """The broker that leads most partitions of ``topic``."""
+    leaders = Counter(p["leader_id"] for p in _partitions(brokers, topic))
+    node_id = leaders.most_common(1)[0][0]
+    return next(b for b in brokers if b.config.node_id == node_id)
+
+
+def _partitions(brokers: list[Any], topic: str) -> list[dict[str, Any]]:
+    from kafka import KafkaAdminClient
+
+    admin = KafkaAdminClient(
+        bootstrap_servers=[b.address for b in brokers], request_timeout_ms=5000
+    )
+    try:
+        return list(admin.describe_topics([topic])[0]["partitions"])
+    finally:
+        admin.close()
+
+
+def _all_in_sync(
+    brokers: list[Any], topic: str, since: float, timeout_s: float = 120.0
+) -> float | None:
+    """Seconds from ``since`` until every partition of ``topic`` has all its replicas in
+    sync again (None within ``timeout_s``)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            parts = _partitions(brokers, topic)
+        except Exception:  # a broker still starting: ask again
+            parts = []
+        if parts and all(len(p["isr_nodes"]) == len(p["replica_nodes"]) for p in parts):
+            return time.monotonic() - since
+        time.sleep(0.1)
+    return None
+
+
+def cassandra_node_loss(
+    work: Path,
+    cache_dir: Path,
+    *,
+    redis_url: str,
+    kafka_url: str,
+    nodes: int = 3,
+    rate: float = 1000.0,
+    phase_s: float = 4.0,
+) -> dict[str, Any]:
+    """A Cassandra cluster of the run's own (``nodes`` nodes on 127.0.0.x; keyspace
+    replication and consistency levels from :class:`shared.settings.Replication`) holds
+    the candidates and the history; its first node (the driver's first contact) is killed
+    with SIGKILL under the stream and restarted on its data. No answer may go over the
+    budget, every accepted event must be in the history once and in the state once."""
+    from recsys.bench.fault_load import World
+    from recsys.services.cluster import cassandra_nodes
+    from recsys.services.manager import kill_one
+
+    layout = _cluster_layout(1, nodes)
+    members = cassandra_nodes(work / "cluster", cache_dir, layout)
+    # As in `cassandra`: the restarted JVM compiling its hot code would starve the API under
+    # test of the two cores; in production it has cores of its own.
+    for member in members:
+        member.niceness = 10
+    _start_all(list(members))
+    world = World.on(
+        work,
+        user_state_url=f"{redis_url}?namespace=fault_{secrets.token_hex(3)}",
+        cassandra_url=layout.cassandra_url,
+        kafka_url=kafka_url,
+    )
+    try:
+        result, _, load = _restart_under_stream(
+            world, members[0], "candidates", rate, phase_s, stop=kill_one
+        )
+        accepted = {e.event_id for e in load.accepted()}
+        held = world.history_counts(sorted({e.user_id for e in load.accepted()}))
+        result["history_missing"] = len(accepted - set(held))
+        result["history_doubled"] = sum(n > 1 for n in held.values())
+        result["nodes"] = nodes
+        return result
+    finally:
+        world.drop()
+        _stop_all(list(members))
+
+
+def _restart_under_stream(  # noqa: PLR0917 (the scenario's parts)
     world: Any,
     service: Any,
-    store: str,
+    store: str | Callable[[float], float | None],
     rate: float,
     phase_s: float,
     after_restart: Callable[[Any], Any] | None = None,
+    stop: Callable[[Any], Any] | None = None,
 ) -> tuple[dict[str, Any], Any, Any]:
-    """The scenario both store faults share: the world's API and worker under the load,
-    ``service`` stopped and started again, ``after_restart(world)`` run as soon as it
-    answers (the rebuild), then the checks of :func:`_checked` with the time it was down
-    and the time the worker took to commit again. Returns the figures, what
-    ``after_restart`` returned and the load."""
+    """The scenario the store faults share: the world's API and worker under the load,
+    ``service`` stopped (``stop``, default :func:`~recsys.services.manager.down_one`) and
+    started again, ``after_restart(world)`` run as soon as it answers (the rebuild), then
+    the checks of :func:`_checked` with the time it was down and the time the worker took
+    to commit again. ``service`` may be a function of nothing that picks the service once
+    the world is prepared (a node of a cluster). Recovery is the time to the first answer
+    that no longer names ``store`` among its failures, or what ``store(restarted)``
+    returns. Returns the figures, what ``after_restart`` returned and the load."""
     from recsys.bench.fault_load import Load, recovered_after, resumed_after
     from recsys.services.manager import down_one, up_one
 
@@ -300,15 +490,20 @@ def _restart_under_stream(  # noqa: PLR0917 (the scenario's five parts)
         load.start()
         try:
             time.sleep(phase_s)
+            target = service() if callable(service) else service
             load.phase = "down"
             stopped = time.monotonic()
-            down_one(service)
+            (stop or down_one)(target)
             time.sleep(phase_s)
-            up_one(service)
+            up_one(target)
             restarted = time.monotonic()
             load.phase = "after"
             resumed = resumed_after(worker, restarted)
-            recovered = recovered_after(load, restarted, store)
+            recovered = (
+                recovered_after(load, restarted, store)
+                if isinstance(store, str)
+                else store(restarted)
+            )
             if after_restart is not None:
                 extra = after_restart(world)
             time.sleep(phase_s)
@@ -316,6 +511,7 @@ def _restart_under_stream(  # noqa: PLR0917 (the scenario's five parts)
             load.stop()
         caught_up = _caught_up(worker, load)
     result = _checked(world, load, recovered, caught_up)
+    result["stopped"] = target.address
     result["down_s"] = round(restarted - stopped, 2)
     result["worker_resumed_s"] = None if resumed is None else round(resumed, 2)
     return result, extra, load
@@ -362,6 +558,9 @@ def _checked(world: Any, load: Any, recovered: float | None, caught_up: bool) ->
     result["accepted_not_in_log"] = len(
         {e.event_id for e in accepted} - {e.event_id for e in logged}
     )
+    # Records the log holds twice (a producer's retry of a write that had landed): the
+    # worker's dedupe on event_id keeps them from counting twice.
+    result["doubled_in_log"] = world.doubled_in_log
     result["users_differing_from_unbroken_run"] = len(same_state(state, world.unbroken(logged)))
     return result
 
@@ -441,18 +640,38 @@ def command(
     redis_url: Annotated[str, typer.Option(help="Redis.")] = "redis://127.0.0.1:6379/0",
     cassandra_url: Annotated[str, typer.Option(help="Cassandra.")] = "cassandra://127.0.0.1:9042",
     kafka_url: Annotated[str, typer.Option(help="Kafka (events).")] = "kafka://127.0.0.1:9092",
+    replicas: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="1: the faults above on single nodes. N >= 2: node loss in replicated"
+            f" services: {', '.join(REPLICATED_FAULTS)} on a cluster of the run's own (N Kafka"
+            " nodes, or N Cassandra nodes, at most 3), one node killed with SIGKILL.",
+        ),
+    ] = 1,
     json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Faults injected into real services under a stream: lost, doubled, longest answer.
 
     The store a fault stops is one of the run's own (a broker, a redis-server, a Cassandra
-    node on free ports); the others are the services at the URLs given, in a topic, keyspace
-    and namespace of the run's own.
+    node on free ports, or with --replicas a node of a cluster of its own); the others are
+    the services at the URLs given, in a topic, keyspace and namespace of the run's own.
     """
-    if only is not None and only not in FAULTS:
-        raise typer.BadParameter(f"{only!r}: use one of {', '.join(FAULTS)}", param_hint="--only")
+    names = FAULTS if replicas == 1 else REPLICATED_FAULTS
+    if only is not None and only not in names:
+        raise typer.BadParameter(f"{only!r}: use one of {', '.join(names)}", param_hint="--only")
     settings = Settings()
     folder = results_dir(settings, "faults")
+    replicated: dict[str, Callable[[Path], dict[str, Any]]] = {
+        "kafka-broker": lambda work: kafka_node_loss(
+            work, settings.cache_dir, redis_url=redis_url, cassandra_url=cassandra_url,
+            nodes=replicas, rate=rate, phase_s=phase_s,
+        ),
+        "cassandra": lambda work: cassandra_node_loss(
+            work, settings.cache_dir, redis_url=redis_url, kafka_url=kafka_url,
+            nodes=min(replicas, MAX_CASSANDRA_NODES), rate=rate, phase_s=phase_s,
+        ),
+    }  # fmt: skip
     runs: dict[str, Callable[[Path], dict[str, Any]]] = {
         "kafka-broker": lambda work: kafka_broker_restart(work, settings.cache_dir),
         "redis": lambda work: redis_restart(
@@ -468,11 +687,18 @@ def command(
             rate=rate, phase_s=phase_s,
         ),
     }  # fmt: skip
+    if replicas > 1:
+        runs = replicated
     faults: dict[str, Any] = {}
-    for name in FAULTS if only is None else (only,):
+    for name in names if only is None else (only,):
         err_console.print(f"fault: {name}", markup=False)
         faults[name] = runs[name](folder / name)
-    figures = {"machine": machine(), "rate_asked_per_s": rate, "faults": faults}
+    figures = {
+        "machine": machine(),
+        "rate_asked_per_s": rate,
+        "replicas": replicas,
+        "faults": faults,
+    }
     rows = [
         f"| {name} | {f['sent']} | {f.get('rate_per_s', '-')} | {f['accepted']} | {f['applied']} "
         f"| {f['lost']} | {f['duplicated']} | {f['longest_answer_ms']} "
@@ -481,7 +707,7 @@ def command(
     ]
     markdown = "\n".join(
         [
-            "# Faults",
+            "# Faults" + (f" with {replicas} replicas (one node killed)" if replicas > 1 else ""),
             "",
             f"Stream asked for {rate:g} events/s; phases of {phase_s:g} s. Longest answer: as "
             "the client saw it (events and recommendations); over budget: recommendations "
