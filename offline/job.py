@@ -48,11 +48,15 @@ from offline.generators.matrix import IdIndex
 from offline.publish import export, promote, register
 from offline.ranker_training import (
     CandidateSet,
+    FeatureContext,
     TrainConfig,
     TrainReport,
     blend_prior,
     build_candidates,
     candidate_labels,
+    feature_context,
+    genre_matrix,
+    rank_candidates,
     train_ranker,
 )
 from offline.report import evaluation_report
@@ -67,7 +71,7 @@ from offline.spec import (
     Timer,
 )
 from shared.errors import DataError
-from shared.ranker import Ranker
+from shared.ranker import Ranker, extra_names
 from shared.registry import ModelRegistry
 from shared.settings import Settings
 
@@ -110,7 +114,7 @@ def run_offline(
 
     started = time.perf_counter()
     users = np.arange(fitted.train.shape[0], dtype=np.int64)
-    lists = rank_users(fitted, users, spec.candidates_per_user)
+    lists = rank_users(fitted, users, spec.candidates_per_user, spec.k)
     timer.done(
         "candidates", started, f"{len(users):,} users, up to {spec.candidates_per_user} each"
     )
@@ -223,7 +227,11 @@ def fit_models(settings: Settings, train: pd.DataFrame, spec: JobSpec, timer: Ti
     matrix = index.matrix_of_codes(user_codes, item_codes)
     ranker: Ranker | None = None
     report: TrainReport | None = None
+    context: FeatureContext | None = None
     if spec.train_ranker:
+        seconds = train["timestamp"].to_numpy(dtype=np.int64)
+        genres = _genres(spec, index)
+        context = feature_context(matrix.shape, user_codes, item_codes, seconds, genres)
         started = time.perf_counter()
         in_fit = validation_mask(user_codes)  # validation_split's rows, from the codes
         if in_fit.all() or not in_fit.any():
@@ -237,7 +245,10 @@ def fit_models(settings: Settings, train: pd.DataFrame, spec: JobSpec, timer: Ti
         for member in members:
             member.fit(fit_matrix)
         users = _ranker_users(fit_matrix, valid_matrix, params)
-        cands = build_candidates(members, fit_matrix, params.per_generator, users)
+        fit_context = feature_context(
+            fit_matrix.shape, user_codes[in_fit], item_codes[in_fit], seconds[in_fit], genres
+        )
+        cands = build_candidates(members, fit_matrix, params.per_generator, users, fit_context)
         weights = {m.name: blend_weight(params, m.name) for m in members}
         config = TrainConfig(
             epochs=params.ranker_epochs,
@@ -250,7 +261,8 @@ def fit_models(settings: Settings, train: pd.DataFrame, spec: JobSpec, timer: Ti
         timer.done(
             "ranker",
             started,
-            f"{report.examples:,} examples, best epoch {report.best_epoch}/{report.epochs_run}",
+            f"{report.examples:,} examples, best epoch {report.best_epoch}/{report.epochs_run}"
+            f", serves {report.served}",
         )
     started = time.perf_counter()
     members, skipped = make_members(settings, params, len(index.items))
@@ -259,7 +271,21 @@ def fit_models(settings: Settings, train: pd.DataFrame, spec: JobSpec, timer: Ti
     popularity = np.diff(matrix.tocsc().indptr).astype(np.int64)
     timer.done("generators", started, ", ".join(m.name for m in members))
     weights = {m.name: blend_weight(params, m.name) for m in members}
-    return Fitted(index, matrix, members, popularity, ranker, report, skipped, weights)
+    return Fitted(
+        index, matrix, members, popularity, ranker, report, skipped, weights, context=context
+    )
+
+
+def _genres(spec: JobSpec, index: IdIndex) -> sp.csr_matrix | None:
+    """Each training item's genres from the item metadata, None without any."""
+    if spec.items is None or "genres" not in spec.items.columns:
+        return None
+    meta = spec.items.drop_duplicates("item_id", keep="last")
+    by_id = dict(zip(meta["item_id"].astype(str), meta["genres"], strict=True))
+    listed = [by_id.get(str(i)) for i in index.items]
+    return genre_matrix(
+        [[str(g) for g in v] if isinstance(v, list | tuple | np.ndarray) else [] for v in listed]
+    )
 
 
 def _ranker_users(
@@ -273,8 +299,11 @@ def _ranker_users(
     return usable.astype(np.int64)
 
 
-def rank_users(fitted: Fitted, users: npt.NDArray[np.int64], n: int) -> RankedLists:
-    """Step 4: each user's best ``n`` candidates, in batches of users."""
+def rank_users(fitted: Fitted, users: npt.NDArray[np.int64], n: int, k: int = 10) -> RankedLists:
+    """Step 4: each user's best ``n`` candidates, in batches of users; and, when the bundle
+    serves something other than the trained ranker, that ranker's top ``k`` of them."""
+    trained = fitted.ranker_report.trained if fitted.ranker_report is not None else None
+    unserved = np.full((len(users), k), -1, dtype=np.int32) if trained is not None else None
     out_items = np.full((len(users), n), -1, dtype=np.int32)
     out_scores = np.full((len(users), n), -np.inf, dtype=np.float32)
     out_features: npt.NDArray[np.float32] | None = None
@@ -290,12 +319,19 @@ def rank_users(fitted: Fitted, users: npt.NDArray[np.int64], n: int) -> RankedLi
         for user in batch[history[batch] == 0]:  # nothing known: the popular list
             row = rows[int(user)]
             out_items[row, : len(popular)] = popular
+            if unserved is not None:
+                unserved[row, : min(k, len(popular))] = popular[:k]
             out_scores[row, : len(popular)] = -np.arange(len(popular), dtype=np.float32)
             sources[row] = ["popularity"] * len(popular)
         if len(warm) == 0:
             continue
-        cands = build_candidates(fitted.members, fitted.train, fitted_n(fitted), warm)
+        context = fitted.context if _has_extras(fitted) else None
+        cands = build_candidates(fitted.members, fitted.train, fitted_n(fitted), warm, context)
         scores = _score(fitted, cands)
+        if unserved is not None and trained is not None:
+            warm_rows = np.fromiter((rows[int(u)] for u in warm), np.int64, count=len(warm))
+            with torch_threads(1):
+                unserved[warm_rows] = rank_candidates(trained, cands, k)
         order = np.argsort(-scores, axis=1, kind="stable")[:, :n]
         top_items = np.take_along_axis(cands.items, order, axis=1)
         top_scores = np.take_along_axis(scores, order, axis=1)
@@ -323,7 +359,12 @@ def rank_users(fitted: Fitted, users: npt.NDArray[np.int64], n: int) -> RankedLi
         labels = np.take_along_axis(in_top, packed, axis=1)
         for i, row in enumerate(out_rows):
             sources[row] = labels[i, : counts[i]].tolist()
-    return RankedLists(out_items, out_scores, sources, out_features, has_features)
+    return RankedLists(out_items, out_scores, sources, out_features, has_features, unserved)
+
+
+def _has_extras(fitted: Fitted) -> bool:
+    """Whether the ranker was trained with the extra features (see shared.ranker)."""
+    return fitted.ranker is not None and bool(extra_names(fitted.ranker.spec.names))
 
 
 def fitted_n(fitted: Fitted) -> int:

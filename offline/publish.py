@@ -31,6 +31,7 @@ from shared import bundle as layout
 from shared.bundle import Embeddings, write_embeddings
 from shared.drift import write_profile
 from shared.index import ItemIndex, build_index, measure_recall
+from shared.ranker import ITEM_FEATURES
 from shared.registry import BundleBuilder, BundleInfo, ModelRegistry
 from shared.settings import Settings
 from shared.storage.candidates import Candidates, CandidateStore
@@ -78,6 +79,8 @@ def register(
         "tuned": dict(spec.params_origin) if spec.params_origin else None,
         "als_backend": settings.als_backend,
         "ranker": fitted.ranker is not None,
+        # What the ranker folder scores with: "ranker", "blend" or a generator alone.
+        "serves": fitted.ranker.spec.serves if fitted.ranker is not None else None,
         "pipeline_keys": {name: out.key for name, out in pipeline.steps.items()},
     }
     version = None
@@ -255,6 +258,9 @@ def catalogue(fitted: Fitted, spec: JobSpec, pipeline: PipelineResult) -> pd.Dat
     ``trending_score`` counts the item's interactions in the last ``trending_window_s``
     seconds of the training data (its newest timestamp is "now": rerunning on the same
     data gives the same scores), so "trending now" follows the data, not the wall clock.
+    With a ranker trained on them, the per-item ranker features (``item_log_age``,
+    ``item_trend``; :mod:`shared.ranker`) too: the values its candidates were ranked with,
+    which the online tier reads for items the job did not rank for a user.
     """
     train = pd.read_parquet(pipeline.path("split", "train"), columns=["item_id", "timestamp"])
     now = int(train["timestamp"].max())
@@ -268,6 +274,9 @@ def catalogue(fitted: Fitted, spec: JobSpec, pipeline: PipelineResult) -> pd.Dat
             "trending_score": trending.reindex(ids).fillna(0).to_numpy(dtype=np.float64),
         }
     )
+    if fitted.context is not None:  # per-item ranker features, for any item online
+        for name, values in fitted.context.item_columns.items():
+            frame[name] = values.astype(np.float32)
     frame["popularity_rank"] = (
         frame["n_interactions"].rank(method="min", ascending=False).astype(np.int64)
     )
@@ -293,5 +302,6 @@ def catalogue(fitted: Fitted, spec: JobSpec, pipeline: PipelineResult) -> pd.Dat
             "n_interactions",
             "popularity_rank",
             "trending_score",
+            *(name for name in ITEM_FEATURES if name in frame.columns),
         ]
     ]

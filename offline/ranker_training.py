@@ -5,10 +5,14 @@ Scheme (no test data is ever looked at):
 1. fit the generators on the training part *minus* a validation part
    (:func:`offline.split.validation_split`); each user's candidates are the union of every
    generator's top ``n`` unseen items; a candidate's label is whether it is in the user's
-   validation part. Users are split once more (seeded) into ranker-training users and
-   early-stopping users, whose nDCG picks the epoch.
+   validation part. Users are split once more (seeded) into ranker-training users,
+   early-stopping users, whose nDCG picks the epoch (and stops training when it no longer
+   improves), and comparison users, on which the trained ranker, the z-score blend (its
+   prior) and every generator alone are scored: the best of them is what the bundle
+   serves (:attr:`TrainReport.served`), the ranker only when it beats the others there.
+   The default loss is listwise: a softmax over each user's candidates.
 2. refit the same generators on the whole training part and rank *their* candidates with
-   the trained ranker (:func:`rank_candidates`): the features are rank and z-score based,
+   the served ranker (:func:`rank_candidates`): the features are rank and z-score based,
    so they keep their meaning when the generators see a little more history.
 """
 
@@ -25,12 +29,22 @@ import scipy.sparse as sp
 import torch
 
 from offline.generators.base import FactorGenerator, ScoringGenerator, torch_threads
+from offline.generators.covisit import CovisitationGenerator
 from offline.metrics import ranking_metrics
-from shared.ranker import FeatureSpec, Ranker, assemble_features, feature_names
+from shared.ranker import (
+    ITEM_FEATURES,
+    RECENT_ITEMS,
+    FeatureSpec,
+    Ranker,
+    assemble_features,
+    feature_names,
+    item_time_features,
+)
 
-Loss = Literal["bce", "bpr"]
+Loss = Literal["softmax", "bce", "bpr"]
 IntArray = npt.NDArray[np.int32]
 _BATCH_USERS = 1024
+_PAIR_BATCH = 1024  # users per batch of the pair features
 
 
 @dataclass(frozen=True)
@@ -55,12 +69,21 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 1e-5
     batch_size: int = 1024
-    loss: Loss = "bce"
+    # softmax: listwise, a softmax over each user's candidates against the share of the
+    # user's validation items (users_per_batch users a step; a learned temperature, kept
+    # out of the net, lets the scale of the prior settle without moving the ranking).
+    # bce / bpr: pointwise / pairwise on sampled (positive, negative) pairs.
+    loss: Loss = "softmax"
+    users_per_batch: int = 32
+    patience: int = 3  # epochs without a better stopping nDCG before training stops
     negatives: int | None = 32  # sampled per positive each epoch; None = every negative
     # Training pairs drawn per epoch at most (a uniform sample of them when there are
     # more): bounds an epoch's cost on big logs. MovieLens 100K has ~230k, under the cap.
     max_pairs: int = 262_144
     stop_users: float = 0.2  # share of users held out to choose the epoch
+    # Share of users held out to choose what the bundle serves: the ranker, the blend or
+    # a generator alone (none held out: the ranker is served without a comparison).
+    compare_users: float = 0.2
     k: int = 10
     seed: int = 0
     device: str = "auto"
@@ -80,6 +103,14 @@ class TrainReport:
     best_epoch: int = 0
     best_stop_ndcg: float = 0.0
     history: list[dict[str, float]] = field(default_factory=list)
+    # What the bundle serves ("ranker", "blend" or a generator's name) and every
+    # contender's nDCG@k and MAP@k on the comparison users (ranker first).
+    served: str = "ranker"
+    compared: dict[str, dict[str, float]] = field(default_factory=dict)
+    compare_users: int = 0
+    # The trained net when something else is served: the job scores its lists on the test
+    # part beside the served ones, for the report only (it chooses nothing).
+    trained: Ranker | None = field(default=None, repr=False)
     examples: int = 0
     positives: int = 0
     seconds: float = 0.0
@@ -216,14 +247,119 @@ def _ranks_in(top: IntArray, items: npt.NDArray[np.integer[Any]]) -> npt.NDArray
     return rank
 
 
+@dataclass(frozen=True)
+class FeatureContext:
+    """What the extra features (:mod:`shared.ranker`) of one training matrix's candidates
+    are computed from: per-item columns, each user's most recent items, item genres."""
+
+    item_columns: dict[str, npt.NDArray[np.float32]]  # [items] each: item_time_features
+    recent: sp.csr_matrix  # [users, items]: 1 at each user's RECENT_ITEMS newest items
+    genres: sp.csr_matrix | None = None  # [items, genres] 0/1; None: no item metadata
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        pair = (
+            ("covisit_recent", "genre_affinity") if self.genres is not None else ("covisit_recent",)
+        )
+        return (*ITEM_FEATURES, *pair)
+
+
+def feature_context(
+    shape: tuple[int, int],
+    user_codes: npt.NDArray[np.int64],
+    item_codes: npt.NDArray[np.int64],
+    timestamps: npt.NDArray[np.int64],
+    genres: sp.csr_matrix | None = None,
+) -> FeatureContext:
+    """The :class:`FeatureContext` of interaction rows (user row, item column, unix
+    seconds) of a ``shape`` training matrix. A user's recent items are their
+    ``RECENT_ITEMS`` newest, ties broken by the higher item column."""
+    n_users, n_items = shape
+    columns = item_time_features(item_codes, timestamps, n_items)
+    order = np.lexsort((-item_codes, -timestamps, user_codes))
+    users, items = user_codes[order], item_codes[order]
+    first = np.searchsorted(users, np.arange(n_users))
+    position = np.arange(len(users)) - first[users]
+    keep = position < RECENT_ITEMS
+    recent = sp.csr_matrix(
+        (np.ones(int(keep.sum()), dtype=np.float32), (users[keep], items[keep])), shape=shape
+    )
+    recent.sum_duplicates()
+    recent.data[:] = 1.0
+    return FeatureContext(columns, recent, genres)
+
+
+def genre_matrix(genres: Sequence[Sequence[str]] | None) -> sp.csr_matrix | None:
+    """``[items, genres]`` 0/1 from each item's genre names (in item column order); None
+    when no item has a genre (no metadata: the ranker then has no ``genre_affinity``)."""
+    if genres is None:
+        return None
+    codes: dict[str, int] = {}
+    rows: list[int] = []
+    cols: list[int] = []
+    for item, names in enumerate(genres):
+        for name in dict.fromkeys(names):
+            rows.append(item)
+            cols.append(codes.setdefault(str(name), len(codes)))
+    if not codes:
+        return None
+    data = np.ones(len(rows), dtype=np.float32)
+    return sp.csr_matrix((data, (rows, cols)), shape=(len(genres), len(codes)))
+
+
+def _pair_features(
+    members: Sequence[ScoringGenerator],
+    train: sp.csr_matrix,
+    context: FeatureContext,
+    users: npt.NDArray[np.int64],
+    items: IntArray,
+) -> dict[str, npt.NDArray[np.float32]]:
+    """``covisit_recent`` (with a co-visitation member) and ``genre_affinity`` (with item
+    genres) of ``items`` ``[u, c]``.
+
+    Co-visitation with the recent items is the co-visitation member's own pruned item-item
+    similarity, summed over the user's recent items: one sparse product per batch of
+    users, only the candidates' columns kept. Genre affinity is the mean, over the item's
+    genres, of the share of the user's training items that have that genre."""
+    similarity = next((m.similarity for m in members if isinstance(m, CovisitationGenerator)), None)
+    safe = np.maximum(items, 0)
+    out: dict[str, npt.NDArray[np.float32]] = {}
+    if similarity is not None:
+        covisit = np.zeros(items.shape, dtype=np.float32)
+        for start in range(0, len(users), _PAIR_BATCH):
+            rows = slice(start, start + _PAIR_BATCH)
+            batch = users[rows]
+            near = sp.csr_matrix(context.recent[batch] @ similarity)  # [b, items]
+            picked = near[np.arange(len(batch))[:, None], safe[rows]]
+            covisit[rows] = np.asarray(picked.todense(), dtype=np.float32)
+        out["covisit_recent"] = covisit
+    if context.genres is not None:
+        x = sp.csr_matrix(train, dtype=np.float32, copy=True)
+        x.data[:] = 1.0
+        history = np.maximum(np.diff(x.indptr), 1).astype(np.float64)
+        item_genres = context.genres.toarray().astype(np.float64)  # [items, genres]: small
+        per_item = np.maximum(item_genres.sum(axis=1), 1.0)
+        affinity = np.zeros(items.shape, dtype=np.float32)
+        for start in range(0, len(users), _PAIR_BATCH):
+            rows = slice(start, start + _PAIR_BATCH)
+            batch = users[rows]
+            profile = np.asarray((x[batch] @ context.genres).todense(), dtype=np.float64)
+            profile /= history[batch][:, None]
+            shares = np.einsum("ucg,ug->uc", item_genres[safe[rows]], profile)
+            affinity[rows] = (shares / per_item[safe[rows]]).astype(np.float32)
+        out["genre_affinity"] = affinity
+    return out
+
+
 def build_candidates(
     members: Sequence[ScoringGenerator],
     train: sp.csr_matrix,
     n: int,
     users: npt.NDArray[np.int64] | None = None,
+    context: FeatureContext | None = None,
 ) -> CandidateSet:
     """Candidates and features for ``users`` (default: every user of ``train``) from
-    members fitted on ``train``."""
+    members fitted on ``train``; with ``context`` (of ``train``), the extra features too."""
     if users is None:
         users = np.arange(train.shape[0], dtype=np.int64)
     items, tops = candidate_union(members, users, n)
@@ -232,13 +368,24 @@ def build_candidates(
     rank: dict[str, npt.NDArray[np.int64]] = {}
     for name, member, top in zip(names, members, tops, strict=True):
         z[name], rank[name] = _member_signals(member, train, users, items, top)
-    popularity = np.asarray(train.getnnz(axis=0), dtype=np.int64)[np.maximum(items, 0)]
+    safe = np.maximum(items, 0)
+    popularity = np.asarray(train.getnnz(axis=0), dtype=np.int64)[safe]
     history = np.diff(train.indptr).astype(np.int64)[users]
+    extras: dict[str, npt.NDArray[np.float32]] = {}
+    if context is not None:
+        extras = {name: context.item_columns[name][safe] for name in ITEM_FEATURES}
+        extras |= _pair_features(members, train, context, users, items)
     features = assemble_features(
-        names, z=z, rank=rank, item_popularity=popularity, history=history, top_n=n
+        names,
+        z=z,
+        rank=rank,
+        item_popularity=popularity,
+        history=history,
+        top_n=n,
+        extras=extras,
     )
     features[items < 0] = 0.0
-    return CandidateSet(users, items, features, feature_names(names), n)
+    return CandidateSet(users, items, features, feature_names(names, tuple(extras)), n)
 
 
 def blend_prior(weights: Mapping[str, float]) -> tuple[tuple[str, float], ...]:
@@ -305,10 +452,8 @@ def _train_ranker(
 ) -> tuple[Ranker, TrainReport]:
     started = time.perf_counter()
     rng = np.random.default_rng(config.seed)
-    n_users = len(candidates.users)
-    perm = rng.permutation(n_users)
-    n_stop = round(n_users * config.stop_users)
-    stop_rows, fit_rows = np.sort(perm[:n_stop]), np.sort(perm[n_stop:])
+    stop_rows, compare_rows, fit_rows = _split_users(len(candidates.users), config, rng)
+    n_stop, n_compare = len(stop_rows), len(compare_rows)
     fit, stop = subset(candidates, fit_rows), subset(candidates, stop_rows)
     fit_labels = labels[fit_rows]
     flat = fit.features[fit.valid]
@@ -319,6 +464,8 @@ def _train_ranker(
     optimiser = torch.optim.Adam(
         ranker.net.parameters(), lr=config.lr, weight_decay=config.weight_decay
     )
+    temperature = torch.zeros((), device=ranker.device, requires_grad=True)
+    scale = torch.optim.Adam([temperature], lr=0.05)
     stop_truth = _truth_of(stop, labels[stop_rows])
     report = TrainReport(examples=int(fit.valid.sum()), positives=int(fit_labels.sum()))
     best_state = {k: v.detach().clone() for k, v in ranker.net.state_dict().items()}
@@ -327,22 +474,97 @@ def _train_ranker(
         # Epoch 0 is the prior alone: training must beat it on the stopping users.
         best = _stop_ndcg(ranker, stop, stop_truth, config.k)
         report.history.append({"epoch": 0, "loss": float("nan"), "stop_ndcg": best})
+    since_best = 0
     for epoch in range(1, config.epochs + 1):
-        loss = _epoch(ranker, optimiser, fit, fit_labels, config=config, rng=rng)
+        if config.loss == "softmax":
+            loss = _softmax_epoch(
+                ranker, (optimiser, scale), temperature, fit, fit_labels, config=config, rng=rng
+            )
+        else:
+            loss = _epoch(ranker, optimiser, fit, fit_labels, config=config, rng=rng)
         ndcg = _stop_ndcg(ranker, stop, stop_truth, config.k) if n_stop else 0.0
         report.history.append({"epoch": epoch, "loss": loss, "stop_ndcg": ndcg})
+        report.epochs_run = epoch
         if ndcg > best:
             best = ndcg
             best_state = {k: v.detach().clone() for k, v in ranker.net.state_dict().items()}
             report.best_epoch = epoch
+            since_best = 0
+        else:
+            since_best += 1
+            if n_stop and since_best >= config.patience:
+                break
     ranker.net.load_state_dict(best_state)
     ranker.net.eval()
-    if n_stop:
-        report.validation_scores = top_scores(ranker, stop, config.k)
-    report.epochs_run = config.epochs
     report.best_stop_ndcg = best
+    if n_compare:
+        compare = subset(candidates, compare_rows)
+        ranker = _choose(ranker, compare, labels[compare_rows], config, report)
+    held = np.sort(np.concatenate([stop_rows, compare_rows]))
+    if len(held):
+        report.validation_scores = top_scores(ranker, subset(candidates, held), config.k)
     report.seconds = time.perf_counter() - started
     return ranker, report
+
+
+def _split_users(
+    n_users: int, config: TrainConfig, rng: np.random.Generator
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Rows of the early-stopping, comparison and ranker-training users (seeded)."""
+    perm = rng.permutation(n_users)
+    n_stop = round(n_users * config.stop_users)
+    n_compare = round(n_users * config.compare_users)
+    return (
+        np.sort(perm[:n_stop]),
+        np.sort(perm[n_stop : n_stop + n_compare]),
+        np.sort(perm[n_stop + n_compare :]),
+    )
+
+
+def _contenders(ranker: Ranker) -> dict[str, dict[str, float]]:
+    """Feature weights of what the trained ranker competes with: the blend (its prior,
+    when it has one) and each generator alone (its z-score)."""
+    spec = ranker.spec
+    out: dict[str, dict[str, float]] = {}
+    if spec.prior:
+        out["blend"] = {n: w for n, w in zip(spec.names, spec.prior, strict=True) if w}
+    for name in spec.names:
+        if name.endswith("_in_top"):
+            member = name[: -len("_in_top")]
+            out.setdefault(member, {f"{member}_z": 1.0})
+    return out
+
+
+def _choose(
+    ranker: Ranker,
+    compare: CandidateSet,
+    labels: npt.NDArray[np.bool_],
+    config: TrainConfig,
+    report: TrainReport,
+) -> Ranker:
+    """The ranker, the blend or a generator alone: whichever has the best nDCG@k on the
+    comparison users (the ranker only when strictly better than all the others; between
+    the others, the first listed on a tie). Fills ``report.served`` and ``compared``."""
+    truth = _truth_of(compare, labels)
+    options: dict[str, Ranker] = {"ranker": ranker}
+    for name, weights in _contenders(ranker).items():
+        options[name] = Ranker.prior_only(ranker.spec, weights, name, config.device)
+    for name, option in options.items():
+        m = ranking_metrics(rank_candidates(option, compare, config.k), truth, config.k)
+        report.compared[name] = {f"ndcg@{config.k}": m.ndcg, f"map@{config.k}": m.map}
+    key = f"ndcg@{config.k}"
+    others = [n for n in options if n != "ranker"]
+    best_other = max(others, key=lambda n: report.compared[n][key], default=None)
+    report.compare_users = len(compare.users)
+    if (
+        best_other is not None
+        and report.compared[best_other][key] >= report.compared["ranker"][key]
+    ):
+        report.served = best_other
+        report.trained = ranker
+        return options[best_other]
+    report.served = "ranker"
+    return ranker
 
 
 def _truth_of(candidates: CandidateSet, labels: npt.NDArray[np.bool_]) -> sp.csr_matrix:
@@ -379,6 +601,45 @@ def _pairs(
     draws = (rng.random(len(rows)) * n_neg[rows]).astype(np.int64)
     neg_cols = neg_order[rows, draws]
     return rows, np.repeat(pos_cols, per), neg_cols
+
+
+def _softmax_epoch(
+    ranker: Ranker,
+    optimisers: tuple[torch.optim.Optimizer, torch.optim.Optimizer],
+    temperature: torch.Tensor,
+    fit: CandidateSet,
+    labels: npt.NDArray[np.bool_],
+    *,
+    config: TrainConfig,
+    rng: np.random.Generator,
+) -> float:
+    """One listwise epoch: per user, the cross-entropy between the softmax of the scores
+    over their candidates and their validation items (each an equal share). The scores
+    are multiplied by ``exp(temperature)``, learned with them: the prior's scale is
+    arbitrary, and without it most of the loss went into shrinking it."""
+    ranker.net.train()
+    device = ranker.device
+    rows = rng.permutation(np.nonzero(labels.any(axis=1))[0])
+    total, batches = 0.0, 0
+    for start in range(0, len(rows), config.users_per_batch):
+        idx = rows[start : start + config.users_per_batch]
+        x = torch.from_numpy(fit.features[idx]).to(device)
+        u, c, f = x.shape
+        valid = torch.from_numpy(fit.valid[idx]).to(device)
+        target = torch.from_numpy(labels[idx].astype(np.float32)).to(device)
+        target = target / target.sum(dim=1, keepdim=True)
+        logits = ranker.net(x.reshape(u * c, f)).reshape(u, c) * torch.exp(temperature)
+        logits = logits.masked_fill(~valid, torch.finfo(logits.dtype).min / 2)
+        loss = -(target * torch.log_softmax(logits, dim=1)).sum(dim=1).mean()
+        for optimiser in optimisers:
+            optimiser.zero_grad()
+        loss.backward()  # type: ignore[no-untyped-call]
+        for optimiser in optimisers:
+            optimiser.step()
+        total += float(loss.detach())
+        batches += 1
+    ranker.net.eval()
+    return total / max(batches, 1)
 
 
 def _epoch(

@@ -41,6 +41,8 @@ if TYPE_CHECKING:
     from offline.pipeline.run import PipelineResult
 
 IntArray = npt.NDArray[np.int32]
+# The baseline row of the trained ranker when the bundle serves something else.
+UNSERVED_RANKER = "ranker (trained, not served)"
 
 
 class Evaluation:
@@ -183,6 +185,12 @@ def evaluation_report(
             "stop_ndcg": r.best_stop_ndcg,
             "seconds": r.seconds,
             "note": "epoch 0 is the blend prior alone" if r.best_epoch == 0 else "",
+            # What the bundle serves, chosen on validation users the ranker never trained
+            # on, and every contender's figures there (the served one's margin over each).
+            "served": r.served,
+            "compare_users": r.compare_users,
+            "compared": r.compared,
+            "margins": _margins(r.compared, r.served, spec.k),
         }
     if test is None:
         return report
@@ -203,9 +211,27 @@ def evaluation_report(
         m = ranking_metrics(evaluation.recommended[new], evaluation.truth[new], spec.k)
         report["slices"]["new"] = _named(m, spec.k)
     report["baselines"], per_user = _baselines(fitted, evaluation)
+    if lists.unserved is not None:  # the trained ranker the comparison did not choose
+        recommended = evaluation.lists_of(lists.unserved)
+        new = evaluation.users >= n_users
+        recommended[new] = evaluation.recommended[new]
+        name = UNSERVED_RANKER
+        report["baselines"][name], per_user[name] = _scored(
+            recommended, evaluation, fitted.popularity, n_users
+        )
     singles = [m.name for m in fitted.members]
     report |= comparisons({"final": final_per_user, **per_user}, singles, spec.k)
     return report
+
+
+def _margins(compared: Mapping[str, Mapping[str, float]], served: str, k: int) -> dict[str, float]:
+    """The served contender's nDCG@k minus each other contender's, on the comparison
+    users."""
+    key = f"ndcg@{k}"
+    if served not in compared:
+        return {}
+    mine = compared[served][key]
+    return {name: mine - values[key] for name, values in compared.items() if name != served}
 
 
 def _baselines(
@@ -316,6 +342,7 @@ def render_markdown(report: Mapping[str, Any], version: str) -> str:
             + (f"; {r['note']}" if r["note"] else "")
             + "."
         )
+        lines += _served_lines(r)
     metrics = report.get("metrics") or {}
     if not metrics:
         lines += ["", "No evaluation: the run trained on everything (split none)."]
@@ -346,6 +373,29 @@ def render_markdown(report: Mapping[str, Any], version: str) -> str:
             f"recall@{ix['k']} against exact search {ix['recall']:.4f}.",
         ]
     return "\n".join(lines) + "\n"
+
+
+def _served_lines(r: Mapping[str, Any]) -> list[str]:
+    """The served choice and the comparison behind it (reports before it had none)."""
+    compared: Mapping[str, Mapping[str, float]] = r.get("compared") or {}
+    if not compared:
+        return []
+    served = r.get("served", "ranker")
+    keys = list(next(iter(compared.values())))
+    margins = r.get("margins") or {}
+    out = [
+        "",
+        f"Served: **{served}**, the best nDCG of these on {r.get('compare_users', 0):,} "
+        "validation users the ranker did not train on (the ranker only if strictly best):",
+        "",
+        "| contender | " + " | ".join(keys) + " | served minus it (nDCG) |",
+        "| --- |" + " --- |" * (len(keys) + 1),
+    ]
+    for name, values in compared.items():
+        margin = "" if name == served else f"{margins.get(name, float('nan')):+.4f}"
+        cells = " | ".join(f"{values[k]:.4f}" for k in keys)
+        out.append(f"| {name}{' (served)' if name == served else ''} | {cells} | {margin} |")
+    return out
 
 
 def _row(

@@ -25,7 +25,7 @@ from offline.generators.matrix import IdIndex
 from offline.pipeline.clean import CleanParams
 from offline.pipeline.ingest import Source
 from offline.pipeline.split import SplitParams
-from offline.ranker_training import TrainReport
+from offline.ranker_training import FeatureContext, TrainReport
 from shared.drift import Profile
 from shared.ranker import Ranker
 
@@ -113,6 +113,9 @@ class Fitted:
     # The training data's drift profile and each item's popularity bucket (shared.drift),
     # stored in the bundle; None until the job computes it.
     drift: tuple[Profile, npt.NDArray[np.int8]] | None = None
+    # What the ranker's extra features of the final candidates are computed from (the
+    # whole training part); None: a ranker without them, or no ranker.
+    context: FeatureContext | None = None
 
 
 class Timer:
@@ -139,6 +142,9 @@ class RankedLists:
     # no feature was computed (users without history get the popular list, no features).
     features: npt.NDArray[np.float32] | None = None
     has_features: npt.NDArray[np.bool_] | None = None  # [users]
+    # The trained ranker's top k of the same candidates when the bundle serves something
+    # else ([users, k], -1 padded): reported beside the served lists, never served.
+    unserved: IntArray | None = None
 
     def top(self, k: int) -> IntArray:
         return self.items[:, :k]

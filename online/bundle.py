@@ -23,7 +23,7 @@ from shared.drift import Profile, read_profile
 from shared.fresh import FreshCandidates
 from shared.index import ItemIndex
 from shared.online_features import UnproposedRows
-from shared.ranker import Ranker
+from shared.ranker import ITEM_FEATURES, Ranker
 from shared.registry import verify_bundle
 
 _WARMUP_ROWS = (1, 64, 512)
@@ -38,6 +38,9 @@ class CatalogueItem:
     n_interactions: int
     popularity_rank: int
     trending_score: float
+    # Per-item ranker features the catalogue stores (shared.ranker.ITEM_FEATURES), by
+    # name; empty for bundles written before them.
+    features: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass
@@ -70,10 +73,22 @@ class ServingBundle:
             popular=self.popular,
             trending=self.trending,
         )
+        # Per-item ranker features over the catalogue's indices ([n + 1]; the last slot,
+        # an item this bundle does not know, reads 0 like its popularity).
+        self.item_columns: dict[str, np.ndarray] = {}
+        named = {name for item in items.values() for name, _ in item.features}
+        for name in sorted(named):
+            column = np.zeros(self.catalogue.size + 1, dtype=np.float32)
+            for item, i in self.catalogue.index.items():
+                found = items.get(item)
+                column[i] = dict(found.features).get(name, 0.0) if found is not None else 0.0
+            self.item_columns[name] = column
         self.unproposed: UnproposedRows | None = None
         if self.ranker is not None:
             try:
-                self.unproposed = UnproposedRows(self.ranker.spec, self.catalogue.popularity)
+                self.unproposed = UnproposedRows(
+                    self.ranker.spec, self.catalogue.popularity, self.item_columns
+                )
             except ValueError:  # a ranker of another feature layout: each request says so
                 self.unproposed = None
 
@@ -141,5 +156,10 @@ def _catalogue(path: Path) -> dict[str, CatalogueItem]:
             n_interactions=int(row["n_interactions"]),
             popularity_rank=int(row["popularity_rank"]),
             trending_score=float(row["trending_score"]),
+            features=tuple(
+                (name, float(row[name]))
+                for name in ITEM_FEATURES
+                if name in row and row[name] is not None and not pd.isna(row[name])
+            ),
         )
     return out

@@ -371,7 +371,8 @@ def pool_features(
             features[others] = bundle.unproposed.rows(index, history)
         else:  # raises for a spec of another layout: the request degrades, saying why
             popularity = bundle.catalogue.popularity[index]
-            features[others] = unproposed_features(spec, popularity, history)
+            columns = {name: values[index] for name, values in bundle.item_columns.items()}
+            features[others] = unproposed_features(spec, popularity, history, columns)
     return features
 
 

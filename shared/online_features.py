@@ -7,18 +7,22 @@ recent items, trending and popular lists, or precomputed candidates of a version
 without features) have no generator signals, so every generator reads as "not proposing
 it", which is also what the offline features say about an item outside a generator's list:
 z-score 0, rank ``spec.top_n`` (``logrank = log1p(top_n)``), ``in_top = 0``. The item's
-popularity and the user's history length are real signals, and all of it goes through
+popularity and the user's history length are real signals, and so are the per-item
+extra features of newer rankers (``item_log_age``, ``item_trend``: the bundle's catalogue
+stores each item's value, the one the offline job used); the per-user-and-item ones
+(``covisit_recent``, ``genre_affinity``) need the user's training history, which the
+request does not have, and read 0 like the generators' signals. All of it goes through
 :func:`shared.ranker.assemble_features`, the one feature path training uses too.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import numpy.typing as npt
 
-from shared.ranker import FeatureSpec, assemble_features
+from shared.ranker import ITEM_FEATURES, FeatureSpec, assemble_features, extra_names
 
 FloatArray = npt.NDArray[np.float32]
 _IN_TOP = "_in_top"
@@ -31,19 +35,32 @@ def spec_members(spec: FeatureSpec) -> list[str]:
 
 
 def unproposed_features(
-    spec: FeatureSpec, item_popularity: Sequence[int] | npt.NDArray[np.integer], history: int
+    spec: FeatureSpec,
+    item_popularity: Sequence[int] | npt.NDArray[np.integer],
+    history: int,
+    item_columns: Mapping[str, npt.NDArray[np.floating]] | None = None,
 ) -> FloatArray:
     """``[len(item_popularity), len(spec.names)]`` features of items no generator proposed.
 
     ``item_popularity`` is each item's interaction count in the bundle's catalogue
     (``n_interactions``, what the offline job calls popularity); ``history`` is the length
-    of the user's history (see :func:`history_length`).
+    of the user's history (see :func:`history_length`); ``item_columns`` holds the same
+    items' values of each per-item extra feature the spec names (from the catalogue).
+    Raises ``ValueError`` when the spec needs one it does not hold.
     """
     members = spec_members(spec)
     popularity = np.asarray(item_popularity, dtype=np.int64).reshape(1, -1)
     shape = popularity.shape
     z = {m: np.zeros(shape, dtype=np.float32) for m in members}
     rank = {m: np.full(shape, spec.top_n, dtype=np.int64) for m in members}
+    extras: dict[str, npt.NDArray[np.floating]] = {}
+    for name in extra_names(spec.names):
+        if name not in ITEM_FEATURES:  # needs the user's training history: unknown here
+            extras[name] = np.zeros(shape, dtype=np.float32)
+        elif item_columns is None or name not in item_columns:
+            raise ValueError(f"ranker needs the item feature {name!r}; the catalogue has none")
+        else:
+            extras[name] = np.asarray(item_columns[name], dtype=np.float32).reshape(shape)
     features = assemble_features(
         members,
         z=z,
@@ -51,6 +68,7 @@ def unproposed_features(
         item_popularity=popularity,
         history=np.asarray([max(int(history), 0)], dtype=np.int64),
         top_n=spec.top_n,
+        extras=extras,
     )[0]
     if features.shape[1] != len(spec.names):  # a spec from another feature layout
         raise ValueError(
@@ -85,16 +103,22 @@ class UnproposedRows:
 
     _HISTORIES_KEPT = 10_000
 
-    def __init__(self, spec: FeatureSpec, item_popularity: npt.NDArray[np.integer]) -> None:
+    def __init__(
+        self,
+        spec: FeatureSpec,
+        item_popularity: npt.NDArray[np.integer],
+        item_columns: Mapping[str, npt.NDArray[np.floating]] | None = None,
+    ) -> None:
         self.spec = spec
-        self._by_item = unproposed_features(spec, item_popularity, 0)
+        self._by_item = unproposed_features(spec, item_popularity, 0, item_columns)
         names = list(spec.names)
         self._column = names.index(HISTORY_FEATURE) if HISTORY_FEATURE in names else None
         self._history: dict[int, np.float32] = {}
 
     def rows(self, items: npt.NDArray[np.integer], history: int) -> FloatArray:
         """``[len(items), features]``: equal to ``unproposed_features(spec, popularity of
-        items, history)``; ``items`` index the popularity the rows were built from."""
+        items, history, their item columns)``; ``items`` index the arrays the rows were
+        built from."""
         out: FloatArray = self._by_item[items]
         if self._column is not None:
             out[:, self._column] = self._history_value(history)
@@ -106,6 +130,7 @@ class UnproposedRows:
             if len(self._history) >= self._HISTORIES_KEPT:
                 self._history.clear()
             assert self._column is not None
-            row = unproposed_features(self.spec, np.zeros(1, dtype=np.int64), history)
+            zero = {n: np.zeros(1, dtype=np.float32) for n in ITEM_FEATURES}
+            row = unproposed_features(self.spec, np.zeros(1, dtype=np.int64), history, zero)
             found = self._history[history] = row[0, self._column]
         return found

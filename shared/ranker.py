@@ -14,14 +14,27 @@ Per-candidate features, for every candidate generator ``g`` (see :func:`feature_
 * ``g_in_top``: 1 when that rank is inside the ``top_n`` the candidates were drawn from;
 
 then ``item_log_pop`` (``log1p`` of the item's interaction count) and
-``user_log_history`` (``log1p`` of the user's history length).
+``user_log_history`` (``log1p`` of the user's history length); then, for rankers trained
+since these existed (a spec lists the ones it was trained on, and older specs none), extra
+features in the order the spec names them:
+
+* ``item_log_age``: ``log1p`` of the days from the item's first interaction to the end of
+  the training data; ``item_trend``: ``log1p`` of its interactions in the last
+  ``TREND_WINDOW_S`` of the training data minus ``log1p`` of all of them (both per item,
+  :func:`item_time_features`; the bundle's catalogue stores them, so the online tier has
+  them for any item);
+* ``covisit_recent``: the item's co-visitation (cosine over user sets) with the user's
+  ``RECENT_ITEMS`` most recent training items, summed; ``genre_affinity``: the mean share
+  of the user's training history in each of the item's genres, when items have genres.
+  Both need the user's training history: the stored candidate rows carry them, and an
+  item no generator proposed reads 0, as it reads "not in the list" for every generator.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Self
 
@@ -37,12 +50,51 @@ WEIGHTS_FILE = "ranker.pt"
 SPEC_FILE = "ranker.json"
 _PER_MEMBER = ("z", "logrank", "in_top")
 _GLOBAL = ("item_log_pop", "user_log_history")
+# Extra features (see the module docstring): per item, and per user and item.
+ITEM_FEATURES = ("item_log_age", "item_trend")
+PAIR_FEATURES = ("covisit_recent", "genre_affinity")
+TREND_WINDOW_S = 28 * 86_400
+RECENT_ITEMS = 5
+_DAY_S = 86_400.0
 
 
-def feature_names(members: Sequence[str]) -> tuple[str, ...]:
-    """Ordered feature names for candidates drawn from generators named ``members``."""
+def feature_names(members: Sequence[str], extras: Sequence[str] = ()) -> tuple[str, ...]:
+    """Ordered feature names for candidates drawn from generators named ``members``, with
+    the ``extras`` (of :data:`ITEM_FEATURES` and :data:`PAIR_FEATURES`) after them."""
+    unknown = set(extras) - {*ITEM_FEATURES, *PAIR_FEATURES}
+    if unknown:
+        raise ValueError(f"unknown extra features: {sorted(unknown)}")
     names = [f"{m}_{suffix}" for m in members for suffix in _PER_MEMBER]
-    return (*names, *_GLOBAL)
+    return (*names, *_GLOBAL, *extras)
+
+
+def extra_names(names: Sequence[str]) -> tuple[str, ...]:
+    """The extra features of a spec's ``names``, in order (none for older rankers)."""
+    return tuple(n for n in names if n in ITEM_FEATURES or n in PAIR_FEATURES)
+
+
+def item_time_features(
+    items: npt.NDArray[np.integer[Any]],
+    timestamps: npt.NDArray[np.integer[Any]],
+    n_items: int,
+    window_s: int = TREND_WINDOW_S,
+) -> dict[str, FloatArray]:
+    """``item_log_age`` and ``item_trend`` of each of ``n_items`` items (``[n_items]``
+    float32) from interaction rows (item index, unix seconds); the data's newest timestamp
+    is "now", so the same data gives the same values. Items without rows read 0."""
+    items = np.asarray(items, dtype=np.int64)
+    seconds = np.asarray(timestamps, dtype=np.int64)
+    if len(items) == 0:
+        zeros = np.zeros(n_items, dtype=np.float32)
+        return {"item_log_age": zeros, "item_trend": zeros.copy()}
+    now = int(seconds.max())
+    first = np.full(n_items, now, dtype=np.int64)
+    np.minimum.at(first, items, seconds)
+    count = np.bincount(items, minlength=n_items).astype(np.float64)
+    recent = np.bincount(items[seconds >= now - window_s], minlength=n_items).astype(np.float64)
+    age = np.log1p((now - first).astype(np.float64) / _DAY_S)
+    trend = np.log1p(recent) - np.log1p(count)
+    return {"item_log_age": age.astype(np.float32), "item_trend": trend.astype(np.float32)}
 
 
 def assemble_features(
@@ -53,11 +105,13 @@ def assemble_features(
     item_popularity: npt.NDArray[np.integer[Any]],
     history: npt.NDArray[np.integer[Any]],
     top_n: int,
+    extras: Mapping[str, npt.NDArray[np.floating[Any]]] | None = None,
 ) -> FloatArray:
     """``[users, candidates, features]`` in :func:`feature_names` order.
 
-    ``z[g]``, ``rank[g]`` and ``item_popularity`` are ``[users, candidates]``;
-    ``history`` is ``[users]``. Raw signals in, model inputs out: the one feature path.
+    ``z[g]``, ``rank[g]``, ``item_popularity`` and each of ``extras`` (in its order) are
+    ``[users, candidates]``; ``history`` is ``[users]``. Raw signals in, model inputs out:
+    the one feature path.
     """
     shape = item_popularity.shape
     columns: list[npt.NDArray[np.floating[Any]]] = []
@@ -68,6 +122,8 @@ def assemble_features(
         columns.append((r < top_n).astype(np.float64))
     columns.append(np.log1p(item_popularity.astype(np.float64)))
     columns.append(np.broadcast_to(np.log1p(history.astype(np.float64))[:, None], shape))
+    for values in (extras or {}).values():
+        columns.append(np.broadcast_to(np.asarray(values, dtype=np.float64), shape))
     return np.stack(columns, axis=-1).astype(np.float32)
 
 
@@ -85,6 +141,10 @@ class FeatureSpec:
     # The network's last layer starts at zero, so an untrained ranker ranks like the prior
     # and training only moves away from it where the labels say so. Empty: no prior.
     prior: tuple[float, ...] = ()
+    # What the bundle serves with these weights, chosen by the offline job on validation
+    # users: "ranker" (the trained net), "blend" (the prior alone: the z-score blend) or a
+    # generator's name (the prior is that generator's z-score alone). Older specs: ranker.
+    serves: str = "ranker"
 
     @classmethod
     def fit(
@@ -127,6 +187,7 @@ class FeatureSpec:
             hidden=tuple(int(h) for h in raw["hidden"]),
             top_n=int(raw["top_n"]),
             prior=tuple(float(v) for v in raw.get("prior", ())),
+            serves=str(raw.get("serves", "ranker")),
         )
 
 
@@ -174,6 +235,20 @@ class Ranker:
         # The net's own tensors (trained in place, so always current), for scoring without
         # nn.Module's call machinery: a third less CPU per request batch, the same numbers.
         self._linear = [(m.weight, m.bias) for m in self.net.mlp if isinstance(m, nn.Linear)]
+
+    @classmethod
+    def prior_only(
+        cls, spec: FeatureSpec, weights: Mapping[str, float], serves: str, device: str = "auto"
+    ) -> Self:
+        """A ranker that scores exactly ``features @ weights`` (by feature name): no hidden
+        layer, its one linear layer at zero. How a bundle serves the blend, or one
+        generator alone, through the same feature rows and the same online path."""
+        unknown = set(weights) - set(spec.names)
+        if unknown:
+            raise ValueError(f"weights for unknown features: {sorted(unknown)}")
+        prior = tuple(float(weights.get(n, 0.0)) for n in spec.names)
+        fixed = replace(spec, hidden=(), prior=prior, serves=serves)
+        return cls(fixed, RankerNet(fixed), resolve_torch_device(device))
 
     @classmethod
     def new(cls, spec: FeatureSpec, device: str = "auto", seed: int = 0) -> Self:

@@ -143,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--members", nargs="*", default=["ease", "als", "covisit"])
     parser.add_argument("--top-n", type=int, default=50)
     parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--loss", choices=["bce", "bpr"], default="bce")
+    parser.add_argument("--loss", choices=["softmax", "bce", "bpr"], default="bce")
     parser.add_argument("--negatives", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-prior", action="store_true", help="start from random weights")
@@ -154,7 +154,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     data = load(args.data or str(Settings().movielens_dir))
     prior = () if args.no_prior else blend_prior(BLEND["weights"])
     config = TrainConfig(
-        epochs=args.epochs, loss=args.loss, negatives=args.negatives, seed=args.seed, prior=prior
+        epochs=args.epochs,
+        loss=args.loss,
+        negatives=args.negatives,
+        seed=args.seed,
+        prior=prior,
+        compare_users=0.0,  # the trained net itself, whatever a comparison would choose
+        patience=args.epochs,  # every epoch, as measured above
     )
     print("\n".join(run(data, args.members, args.top_n, config)))
 

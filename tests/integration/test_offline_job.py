@@ -113,6 +113,18 @@ def test_bundle_holds_every_artefact_and_is_live(
     report = json.loads((folder / layout.REPORT_JSON).read_text())
     assert report["index"]["recall"] == pytest.approx(1.0)  # flat index: exact
     assert "## Final lists" in (folder / layout.REPORT_MD).read_text()
+    # What it serves was chosen on validation users, recorded in the ranker's spec, the
+    # report (with every contender's figures and the margins) and the manifest.
+    chosen = report["ranker"]
+    served = chosen["served"]
+    assert ranker.spec.serves == served == live.params["serves"]
+    assert set(chosen["compared"]) >= {"ranker", "blend", "ease", "als", "covisit"}
+    best = max(v["ndcg@10"] for v in chosen["compared"].values())
+    assert chosen["compared"][served]["ndcg@10"] == best
+    assert all(m >= 0 for m in chosen["margins"].values())
+    assert f"Served: **{served}**" in (folder / layout.REPORT_MD).read_text()
+    # the per-item ranker features are in the catalogue, for items the job did not rank
+    assert {"item_log_age", "item_trend"} <= set(catalogue.columns)
 
 
 def test_bundle_stores_a_drift_profile_of_its_training_data(

@@ -23,6 +23,7 @@ from online.recommend import pool_features
 from shared.bundle import user_embeddings
 from shared.data.synthetic import generate
 from shared.online_features import unproposed_features
+from shared.ranker import ITEM_FEATURES, extra_names
 from shared.settings import Settings
 from shared.storage.candidates import Candidates
 from shared.storage.factory import open_candidates
@@ -102,6 +103,7 @@ def test_fallback_features_share_the_offline_signals(
     assert bundle.ranker is not None
     spec = bundle.ranker.spec
     names = list(spec.names)
+    assert set(ITEM_FEATURES) <= set(extra_names(spec.names))  # a ranker of today's layout
     pop, hist = names.index("item_log_pop"), names.index("user_log_history")
     for cands in rows[:50]:
         assert cands.features is not None
@@ -109,11 +111,19 @@ def test_fallback_features_share_the_offline_signals(
         other = next(i for i in bundle.popular if i not in set(cands.items))
         pool = _pool(bundle, packed, blend.Quotas(precomputed=len(cands.items)), popular=[other])
         history = round(float(np.expm1(np.float64(cands.features[0, hist]))))
-        popularity = bundle.catalogue.popularity[bundle.catalogue.indices(cands.items)]
-        fallback = unproposed_features(spec, popularity, history)
+        at = bundle.catalogue.indices(cands.items)
+        popularity = bundle.catalogue.popularity[at]
+        columns = {name: values[at] for name, values in bundle.item_columns.items()}
+        fallback = unproposed_features(spec, popularity, history, columns)
         # item popularity from the catalogue == the popularity the offline job used
         np.testing.assert_allclose(fallback[:, pop], cands.features[:, pop], rtol=1e-6)
         np.testing.assert_allclose(fallback[:, hist], cands.features[:, hist], rtol=1e-6)
+        # so are the per-item extra features; the per-user-and-item ones read 0 there
+        for name in ITEM_FEATURES:
+            j = names.index(name)
+            np.testing.assert_array_equal(fallback[:, j], cands.features[:, j])
+        for name in set(extra_names(spec.names)) - set(ITEM_FEATURES):
+            assert not fallback[:, names.index(name)].any()
         # a fresh item for this user gets the same history as its precomputed ones
         mixed = pool_features(bundle, pool, packed, recent=[])
         assert mixed[-1, hist] == pytest.approx(cands.features[0, hist])
