@@ -8,8 +8,9 @@ Scheme (no test data is ever looked at):
    validation part. Users are split once more (seeded) into ranker-training users,
    early-stopping users, whose nDCG picks the epoch (and stops training when it no longer
    improves), and comparison users, on which the trained ranker, the z-score blend (its
-   prior) and every generator alone are scored: the best of them is what the bundle
-   serves (:attr:`TrainReport.served`), the ranker only when it beats the others there.
+   prior) and every generator alone are scored: the bundle serves the blend unless
+   another beats it there with a paired bootstrap interval clear of zero
+   (:attr:`TrainReport.served`, :func:`_choose`).
    The default loss is listwise: a softmax over each user's candidates.
 2. refit the same generators on the whole training part and rank *their* candidates with
    the served ranker (:func:`rank_candidates`): the features are rank and z-score based,
@@ -30,7 +31,7 @@ import torch
 
 from offline.generators.base import FactorGenerator, ScoringGenerator, torch_threads
 from offline.generators.covisit import CovisitationGenerator
-from offline.metrics import ranking_metrics
+from offline.metrics import paired_bootstrap_interval, ranking_metrics, user_metrics
 from shared.ranker import (
     ITEM_FEATURES,
     RECENT_ITEMS,
@@ -107,6 +108,11 @@ class TrainReport:
     # contender's nDCG@k and MAP@k on the comparison users (ranker first).
     served: str = "ranker"
     compared: dict[str, dict[str, float]] = field(default_factory=dict)
+    # What is served unless a contender beats it clearly ("blend"; without a prior the
+    # best generator alone), and each other contender's paired nDCG@k difference from it
+    # on the comparison users: {"difference", "low", "high"} (a 95 % bootstrap interval).
+    default: str = ""
+    versus: dict[str, dict[str, float]] = field(default_factory=dict)
     compare_users: int = 0
     # The trained net when something else is served: the job scores its lists on the test
     # part beside the served ones, for the report only (it chooses nothing).
@@ -542,29 +548,44 @@ def _choose(
     config: TrainConfig,
     report: TrainReport,
 ) -> Ranker:
-    """The ranker, the blend or a generator alone: whichever has the best nDCG@k on the
-    comparison users (the ranker only when strictly better than all the others; between
-    the others, the first listed on a tie). Fills ``report.served`` and ``compared``."""
+    """What the bundle serves: the blend (the prior; without one, the best generator
+    alone), unless another contender beats it on the comparison users with a paired 95 %
+    bootstrap interval of the nDCG@k difference above zero; of several such, the best.
+
+    A plain "highest mean wins" is not enough: on a few hundred users the means of five
+    contenders differ by noise of about a point of nDCG, and on MovieLens 100K it picked
+    ALS alone over the blend for one draw of users, a list 4 points worse on the test part.
+    Fills ``report.served``, ``compared`` and ``versus``."""
     truth = _truth_of(compare, labels)
     options: dict[str, Ranker] = {"ranker": ranker}
     for name, weights in _contenders(ranker).items():
         options[name] = Ranker.prior_only(ranker.spec, weights, name, config.device)
+    per_user: dict[str, npt.NDArray[np.float64]] = {}
     for name, option in options.items():
-        m = ranking_metrics(rank_candidates(option, compare, config.k), truth, config.k)
-        report.compared[name] = {f"ndcg@{config.k}": m.ndcg, f"map@{config.k}": m.map}
-    key = f"ndcg@{config.k}"
-    others = [n for n in options if n != "ranker"]
-    best_other = max(others, key=lambda n: report.compared[n][key], default=None)
+        values = user_metrics(rank_candidates(option, compare, config.k), truth, config.k)
+        per_user[name] = values["ndcg"]
+        report.compared[name] = {
+            f"ndcg@{config.k}": float(np.mean(values["ndcg"])),
+            f"map@{config.k}": float(np.mean(values["map"])),
+        }
     report.compare_users = len(compare.users)
-    if (
-        best_other is not None
-        and report.compared[best_other][key] >= report.compared["ranker"][key]
-    ):
-        report.served = best_other
+    singles = [n for n in options if n not in ("ranker", "blend")]
+    default = "blend" if "blend" in options else max(singles, key=lambda n: per_user[n].mean())
+    report.default = default
+    winners: list[str] = []
+    for name in options:
+        if name == default:
+            continue
+        low, high = paired_bootstrap_interval(per_user[name], per_user[default], seed=config.seed)
+        difference = float(per_user[name].mean() - per_user[default].mean())
+        report.versus[name] = {"difference": difference, "low": low, "high": high}
+        if low > 0:
+            winners.append(name)
+    served = max(winners, key=lambda n: per_user[n].mean(), default=default)
+    report.served = served
+    if served != "ranker":
         report.trained = ranker
-        return options[best_other]
-    report.served = "ranker"
-    return ranker
+    return options[served]
 
 
 def _truth_of(candidates: CandidateSet, labels: npt.NDArray[np.bool_]) -> sp.csr_matrix:

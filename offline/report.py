@@ -188,8 +188,10 @@ def evaluation_report(
             # What the bundle serves, chosen on validation users the ranker never trained
             # on, and every contender's figures there (the served one's margin over each).
             "served": r.served,
+            "default": r.default,
             "compare_users": r.compare_users,
             "compared": r.compared,
+            "versus_default": r.versus,
             "margins": _margins(r.compared, r.served, spec.k),
         }
     if test is None:
@@ -381,20 +383,25 @@ def _served_lines(r: Mapping[str, Any]) -> list[str]:
     if not compared:
         return []
     served = r.get("served", "ranker")
+    default = r.get("default") or served
+    versus: Mapping[str, Mapping[str, float]] = r.get("versus_default") or {}
     keys = list(next(iter(compared.values())))
-    margins = r.get("margins") or {}
     out = [
         "",
-        f"Served: **{served}**, the best nDCG of these on {r.get('compare_users', 0):,} "
-        "validation users the ranker did not train on (the ranker only if strictly best):",
+        f"Served: **{served}**. On {r.get('compare_users', 0):,} validation users the ranker "
+        f"did not train on, {default} is served unless another list beats it with a paired "
+        "95 % interval of the nDCG difference above zero:",
         "",
-        "| contender | " + " | ".join(keys) + " | served minus it (nDCG) |",
+        "| contender | " + " | ".join(keys) + f" | nDCG minus {default}'s, paired (95 % CI) |",
         "| --- |" + " --- |" * (len(keys) + 1),
     ]
     for name, values in compared.items():
-        margin = "" if name == served else f"{margins.get(name, float('nan')):+.4f}"
         cells = " | ".join(f"{values[k]:.4f}" for k in keys)
-        out.append(f"| {name}{' (served)' if name == served else ''} | {cells} | {margin} |")
+        v = versus.get(name)
+        paired = (
+            "" if v is None else f"{v['difference']:+.4f} ({v['low']:+.4f} to {v['high']:+.4f})"
+        )
+        out.append(f"| {name}{' (served)' if name == served else ''} | {cells} | {paired} |")
     return out
 
 

@@ -179,13 +179,28 @@ def test_the_bundle_serves_the_best_contender_and_says_by_how_much() -> None:
     untrained = Ranker.new(spec, "cpu")  # equals the blend: a tie, so not served
     report = TrainReport()
     served = _choose(untrained, cands, labels, TrainConfig(k=3, device="cpu"), report)
-    assert report.served == "b" and served.spec.serves == "b"
+    assert report.served == "b" and served.spec.serves == "b" and report.default == "blend"
     assert set(report.compared) == {"ranker", "blend", "a", "b"}
+    assert report.versus["b"]["low"] > 0 and set(report.versus) == {"ranker", "a", "b"}
     assert report.compared["b"]["ndcg@3"] == pytest.approx(1.0)
     assert report.compared["ranker"] == report.compared["blend"]
     np.testing.assert_array_equal(
         served.score(flat), flat[:, cands.names.index("b_z")].astype(np.float32)
     )
+
+
+def test_a_contender_ahead_by_noise_alone_does_not_replace_the_blend() -> None:
+    from offline.ranker_training import TrainReport
+
+    cands, _ = _two_members(n_users=60)
+    rng = np.random.default_rng(5)
+    labels = rng.random(cands.items.shape) < 0.25  # nothing predicts these
+    flat = cands.features.reshape(-1, len(cands.names))
+    spec = FeatureSpec.fit(cands.names, flat, (4,), 10, {"a_z": 1.0, "b_z": 1.0})
+    report = TrainReport()
+    served = _choose(Ranker.new(spec, "cpu"), cands, labels, TrainConfig(k=3, device="cpu"), report)
+    assert report.served == "blend" and served.spec.serves == "blend"
+    assert all(v["low"] <= 0 for v in report.versus.values())
 
 
 def test_a_ranker_that_learns_the_signal_is_served() -> None:
