@@ -240,7 +240,7 @@ def bundle_damaged(
         registry = ModelRegistry(world.settings.registry_url)
         live = registry.live()
         with world.api() as url, world.worker() as worker:
-            load = Load(url, rate)
+            load = Load(url, rate, api_pid=world.api_pid)
             load.start()
             try:
                 time.sleep(phase_s)
@@ -486,7 +486,7 @@ def _restart_under_stream(  # noqa: PLR0917 (the scenario's parts)
     world.prepare()
     extra = None
     with world.api() as url, world.worker() as worker:
-        load = Load(url, rate)
+        load = Load(url, rate, api_pid=world.api_pid)
         load.start()
         try:
             time.sleep(phase_s)

@@ -33,9 +33,16 @@ pytestmark = [
 STREAM = {"rate": 300.0, "phase_s": 3.0}
 
 
-def assert_nothing_lost_and_on_time(figures: dict[str, Any], late_share: float = 0.0) -> None:
-    """Nothing lost, doubled or different, and at most ``late_share`` of the answers over
-    budget by the API's own clock (0: none)."""
+def assert_nothing_lost_and_on_time(figures: dict[str, Any]) -> None:
+    """Nothing lost, doubled or different; no answer over budget by the API's own clock
+    once the time the API waited for a core is taken out, and with it, at most the SLO's
+    share (1 %) and none past four times the budget.
+
+    On two shared cores the stream, the worker, the restarted node and the API compete for
+    the CPU, where in production the API has cores of its own. In 17 Cassandra-restart runs
+    at load 5-22 (docs/benchmarks/faults.md), 25 of the 29 late answers whose main thread's
+    run-queue wait was read had waited on the run queue for all their time over budget,
+    and in the 5 runs that read every thread's wait, all 8 had."""
     assert figures["accepted"] > 1000 and figures["refused"] == 0, figures
     assert figures["worker_caught_up"], figures
     assert figures["accepted_not_in_log"] == 0, figures
@@ -43,7 +50,9 @@ def assert_nothing_lost_and_on_time(figures: dict[str, Any], late_share: float =
     assert figures["lost"] == 0 and figures["duplicated"] == 0, figures
     assert figures["users_differing_from_unbroken_run"] == 0, figures
     assert figures["reads"] > 50 and figures["reads_failed"] == 0, figures
-    assert figures["over_budget"] <= late_share * figures["reads"], figures
+    assert figures["over_budget_on_cpu"] == 0, figures
+    assert figures["over_budget"] <= 0.01 * figures["reads"], figures
+    assert max(figures["longest_answer_own_ms"].values()) < 4 * Settings().budget_ms, figures
 
 
 def test_redis_stopped_restarted_empty_and_rebuilt_under_the_stream(tmp_path: Path) -> None:
@@ -62,11 +71,7 @@ def test_cassandra_stopped_and_restarted_under_the_stream(tmp_path: Path) -> Non
     figures = cassandra_restart(
         tmp_path, Settings().cache_dir, redis_url=REDIS_URL, kafka_url=KAFKA_URL, **STREAM
     )
-    # The SLO's share (99 % within the budget), not none: in two clean-clone runs of three,
-    # one answer of about 1,000 went over while the node restarted on the same two cores,
-    # the second time with the node at nice 10. The cause is not found yet (issue 18).
-    assert_nothing_lost_and_on_time(figures, late_share=0.01)
-    assert max(figures["longest_answer_own_ms"].values()) < 4 * Settings().budget_ms, figures
+    assert_nothing_lost_and_on_time(figures)
     assert figures["accepted_while_down"] > 0 and figures["reads_while_down"] > 0
     assert figures["history_missing"] == 0 and figures["history_doubled"] == 0, figures
     assert figures["recover_s"] is not None and figures["worker_resumed_s"] is not None
