@@ -85,8 +85,10 @@ def test_a_cassandra_node_killed_and_restarted_keeps_answers_on_time_and_history
     assert figures["recover_s"] is not None and figures["worker_resumed_s"] is not None, why
     # The issue asks for none over budget. On our shared 2-core machine, with three more
     # Cassandra JVMs, one restarting, and other work beside them, runs had a few answers
-    # late by the API's own clock, starved of CPU (its 30 ms store timeouts firing after
-    # 80-270 ms), so this holds them to the SLO's share, as the single-node restart test
-    # does (test_fault_stores.py); docs/benchmarks/faults.md has the counts.
+    # late by the API's own clock, each for want of a core: none once the API's run-queue
+    # wait is taken out. As in the single-node restart test (test_fault_stores.py): none
+    # over budget on a core, and with the wait at most the SLO's share;
+    # docs/benchmarks/faults.md has the counts.
+    assert figures["over_budget_on_cpu"] == 0, why
     assert figures["over_budget"] <= 0.01 * figures["reads"], why
     assert max(figures["longest_answer_own_ms"].values()) < 4 * Settings().budget_ms, why
