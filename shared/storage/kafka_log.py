@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from urllib.parse import urlsplit
 
@@ -262,6 +263,7 @@ class _KafkaConsumer(LogConsumer):
         self._positions: dict[TopicPartition, int] = {}
         self._deferring = False
         self._deferred: object = _NOTHING
+        self._quiet_until = 0.0  # the next "unreachable" warning, no sooner
         self._consumer.subscribe([topic], listener=_Revoked(self, on_revoke))
 
     def _deferred_commit(self, work: Callable[[], None]) -> object:
@@ -281,7 +283,18 @@ class _KafkaConsumer(LogConsumer):
             self._positions.pop(tp, None)
 
     def poll(self, max_records: int = 500, timeout_s: float = 1.0) -> list[LogRecord]:
-        batches = self._consumer.poll(timeout_ms=int(timeout_s * 1000), max_records=max_records)
+        """The next records, or none while the cluster cannot be reached: a broker that
+        dies (the group's coordinator, or every broker) makes the client raise its
+        connection error from ``poll``; the consumer finds the coordinator again on a later
+        call, so the error is logged and the caller polls on instead of dying with it."""
+        try:
+            batches = self._consumer.poll(timeout_ms=int(timeout_s * 1000), max_records=max_records)
+        except KafkaError as err:
+            if not err.retriable:
+                raise
+            self._unreachable(err)
+            time.sleep(min(timeout_s, 0.5))  # no busy loop against a dead broker
+            return []
         records: list[LogRecord] = []
         for tp, messages in batches.items():
             assert isinstance(tp, TopicPartition)
@@ -314,6 +327,17 @@ class _KafkaConsumer(LogConsumer):
             self._consumer.commit(offsets)
         except CommitFailedError as err:
             raise CommitFailed(f"commit failed, the group rebalanced: {err}") from err
+        except KafkaError as err:  # the coordinator died: a later commit covers these
+            if not err.retriable:
+                raise
+            raise CommitFailed(f"commit failed, no coordinator: {err}") from err
+
+    def _unreachable(self, err: KafkaError) -> None:
+        """Log a poll that could not reach the cluster, at most every 5 s."""
+        now = time.monotonic()
+        if now >= self._quiet_until:
+            self._quiet_until = now + 5.0
+            log.warning("poll: the cluster is unreachable, polling on: %s", err)
 
     def lag(self) -> dict[int, int]:
         lags = {}
