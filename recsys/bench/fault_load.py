@@ -197,6 +197,7 @@ class World:
     settings: Settings
     env: dict[str, str]
     api_pid: int | None = None  # while :meth:`api` runs
+    worker_group: str | None = None  # the consumer group of :meth:`worker`'s worker
     doubled_in_log: int = 0  # records :meth:`logged` found with an event id seen before
 
     @classmethod
@@ -284,6 +285,7 @@ class World:
         from recsys.nearline_cli import opened_worker
 
         config = WorkerConfig(group_id=f"fault-{secrets.token_hex(3)}")
+        self.worker_group = config.group_id
         stop = threading.Event()
         with opened_worker(self.settings, config, NearlineMetrics()) as worker:
 

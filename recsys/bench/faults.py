@@ -351,8 +351,9 @@ def kafka_node_loss(
 ) -> dict[str, Any]:
     """A Kafka cluster of the run's own (``nodes`` KRaft nodes on 127.0.0.x, the project's
     replication: ``nodes`` copies, at most 3, ``min.insync.replicas`` one fewer) takes the
-    stream; the broker that leads most of the events topic's partitions is killed with
-    SIGKILL and restarted on its data. Every accepted event must be in the log, applied
+    stream; the broker that coordinates the worker's consumer group is killed with SIGKILL
+    and restarted on its data (the worker must find a new coordinator and go on, and the
+    API's producer the new leaders of the partitions that broker led). Every accepted event must be in the log, applied
     once, and the state must equal an unbroken run's. Recovery: from the restart until the
     broker is back in the in-sync replicas of every partition."""
     from recsys.bench.fault_load import World
@@ -370,21 +371,43 @@ def kafka_node_loss(
     )
     topic = world.settings.event_log_url.rsplit("/", 1)[1]
     try:
-        leader = partial(_busiest_leader, brokers, topic)
+        victim: dict[str, Any] = {}
+        coordinator = partial(_coordinator, brokers, world, topic, victim)
         in_sync = partial(_all_in_sync, brokers, topic)
-        result, _, _ = _restart_under_stream(world, leader, in_sync, rate, phase_s, stop=kill_one)
+        result, _, _ = _restart_under_stream(
+            world, coordinator, in_sync, rate, phase_s, stop=kill_one
+        )
         result["nodes"] = nodes
+        result.update(victim)
         return result
     finally:
         world.drop()
         _stop_all(list(brokers))
 
 
-def _busiest_leader(brokers: list[Any], topic: str) -> Any:
-    """The broker that leads most partitions of ``topic``."""
-    leaders = Counter(p["leader_id"] for p in _partitions(brokers, topic))
-    node_id = leaders.most_common(1)[0][0]
+def _coordinator(brokers: list[Any], world: Any, topic: str, victim: dict[str, Any]) -> Any:
+    """The broker coordinating the world's worker group: the leader of the partition of
+    ``__consumer_offsets`` that Kafka maps the group id to (the absolute value of Java's
+    ``String.hashCode`` modulo the topic's partitions). Notes in ``victim`` how many of
+    ``topic``'s partitions it leads."""
+    group = world.worker_group
+    assert group is not None, "the worker is not running"
+    offsets = _partitions(brokers, "__consumer_offsets")
+    h = _java_hash(group)
+    wanted = (0 if h == -(1 << 31) else abs(h)) % len(offsets)  # Kafka's Utils.abs
+    node_id = next(p["leader_id"] for p in offsets if p["partition_index"] == wanted)
+    led = Counter(p["leader_id"] for p in _partitions(brokers, topic))
+    victim.update(stopped_coordinated_group=True, stopped_led_partitions=led[node_id])
     return next(b for b in brokers if b.config.node_id == node_id)
+
+
+def _java_hash(text: str) -> int:
+    """Java's ``String.hashCode``: 32-bit and signed, over UTF-16 code units."""
+    h = 0
+    data = text.encode("utf-16-be")
+    for i in range(0, len(data), 2):
+        h = (31 * h + int.from_bytes(data[i : i + 2], "big")) & 0xFFFFFFFF
+    return h - (1 << 32) if h >= 1 << 31 else h
 
 
 def _partitions(brokers: list[Any], topic: str) -> list[dict[str, Any]]:

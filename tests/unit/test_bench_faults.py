@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from recsys.bench.faults import _event, _tally
+from recsys.bench.faults import _event, _java_hash, _tally
 
 
 def test_tally_counts_lost_and_doubled_events() -> None:
@@ -26,3 +26,20 @@ def test_tally_counts_lost_and_doubled_events() -> None:
     figures = _tally(answers, accepted, lossy, recovered=None)
     assert (figures["applied"], figures["lost"], figures["duplicated"]) == (4, 1, 1)
     assert figures["recover_s"] is None
+
+
+def test_the_coordinator_partition_is_kafkas() -> None:
+    """Java's String.hashCode, as Kafka maps a group to its ``__consumer_offsets``
+    partition (values Java gives; the second is Integer.MIN_VALUE, which Kafka's
+    ``Utils.abs`` maps to 0)."""
+    assert _java_hash("hello") == 99162322
+    assert _java_hash("fault-7532e6") == _java_hash_by_hand("fault-7532e6")
+    assert _java_hash("polygenelubricants") == -(2**31)
+    assert _java_hash("") == 0
+
+
+def _java_hash_by_hand(text: str) -> int:
+    h = 0
+    for ch in text:  # ASCII: one UTF-16 unit a character
+        h = (h * 31 + ord(ch)) % 2**32
+    return h - 2**32 if h >= 2**31 else h
