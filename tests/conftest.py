@@ -28,19 +28,6 @@ REDIS_URL = os.environ.get("RECSYS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 CASSANDRA_URL = os.environ.get("RECSYS_TEST_CASSANDRA_URL", "cassandra://127.0.0.1:9042")
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests marked ``replicas`` (a cluster of their own: three more JVMs, minutes each) run
-    only when the marker expression names them (``-m replicas``); otherwise they are
-    skipped, saying so: they are not part of the test command yet (docs/benchmarks/faults.md,
-    "Node loss in replicated services", says why)."""
-    if "replicas" in (config.getoption("-m") or ""):
-        return
-    skip = pytest.mark.skip(reason="replicated-cluster test: run it with -m replicas")
-    for item in items:
-        if item.get_closest_marker("replicas") is not None:
-            item.add_marker(skip)
-
-
 @pytest.fixture(scope="session", autouse=True)
 def _delete_test_topics() -> Iterator[None]:
     """Delete the Kafka topics this session's tests created (named by :func:`unique`, and
