@@ -353,9 +353,10 @@ def kafka_node_loss(
     replication: ``nodes`` copies, at most 3, ``min.insync.replicas`` one fewer) takes the
     stream; the broker that coordinates the worker's consumer group is killed with SIGKILL
     and restarted on its data (the worker must find a new coordinator and go on, and the
-    API's producer the new leaders of the partitions that broker led). Every accepted event must be in the log, applied
-    once, and the state must equal an unbroken run's. Recovery: from the restart until the
-    broker is back in the in-sync replicas of every partition."""
+    API's producer the new leaders of the partitions that broker led). Every accepted
+    event must be in the log, applied once, and the state must equal an unbroken run's.
+    Recovery: from the restart until the broker is back in the in-sync replicas of every
+    partition."""
     from recsys.bench.fault_load import World
     from recsys.services.cluster import kafka_nodes
     from recsys.services.manager import kill_one
