@@ -238,20 +238,25 @@ def _each(
     on_done: Callable[[Service, T | RecsysError], None] | None = None,
 ) -> list[T | RecsysError]:
     """Run ``work`` on every service at once; a RecsysError is a result, not an abort."""
-
-    def one(svc: Service) -> T | RecsysError:
-        try:
-            result: T | RecsysError = work(svc)
-        except RecsysError as err:
-            result = err
-        if on_done is not None:
-            on_done(svc, result)
-        return result
-
     if not services:
         return []
     with ThreadPoolExecutor(max_workers=len(services), thread_name_prefix="svc") as pool:
-        return list(pool.map(one, services))
+        return list(pool.map(lambda svc: _result(svc, work, on_done), services))
+
+
+def _result(
+    svc: Service,
+    work: Callable[[Service], T],
+    on_done: Callable[[Service, T | RecsysError], None] | None,
+) -> T | RecsysError:
+    """``work(svc)``, or the RecsysError it raised, told to ``on_done`` first."""
+    try:
+        result: T | RecsysError = work(svc)
+    except RecsysError as err:
+        result = err
+    if on_done is not None:
+        on_done(svc, result)
+    return result
 
 
 def _chains(services: Sequence[Service]) -> list[list[Service]]:
@@ -276,21 +281,13 @@ def up(
 ) -> list[Outcome | RecsysError]:
     """Start every chain (:func:`_chains`) at once, the services of a chain in order;
     results in the order of ``services``."""
-
-    def one(svc: Service) -> Outcome | RecsysError:
-        try:
-            result: Outcome | RecsysError = up_one(svc)
-        except RecsysError as err:
-            result = err
-        if on_done is not None:
-            on_done(svc, result)
-        return result
-
     chains = _chains(services)
     if not chains:
         return []
     with ThreadPoolExecutor(max_workers=len(chains), thread_name_prefix="svc") as pool:
-        done = list(pool.map(lambda chain: [(s, one(s)) for s in chain], chains))
+        done = list(
+            pool.map(lambda chain: [(s, _result(s, up_one, on_done)) for s in chain], chains)
+        )
     by_service = {id(s): r for chain in done for s, r in chain}
     return [by_service[id(s)] for s in services]
 
