@@ -76,13 +76,14 @@ class ServingBundle:
         # Per-item ranker features over the catalogue's indices ([n + 1]; the last slot,
         # an item this bundle does not know, reads 0 like its popularity).
         self.item_columns: dict[str, np.ndarray] = {}
-        named = {name for item in items.values() for name, _ in item.features}
-        for name in sorted(named):
-            column = np.zeros(self.catalogue.size + 1, dtype=np.float32)
-            for item, i in self.catalogue.index.items():
-                found = items.get(item)
-                column[i] = dict(found.features).get(name, 0.0) if found is not None else 0.0
-            self.item_columns[name] = column
+        for item, i in self.catalogue.index.items():
+            found = items.get(item)
+            for name, value in found.features if found is not None else ():
+                column = self.item_columns.get(name)
+                if column is None:
+                    column = np.zeros(self.catalogue.size + 1, dtype=np.float32)
+                    self.item_columns[name] = column
+                column[i] = value
         self.unproposed: UnproposedRows | None = None
         if self.ranker is not None:
             try:
