@@ -418,10 +418,19 @@ def figures(
     counted: Counter[tuple[str, str]],
     budget_ms: float,
     recovered: float | None,
+    logged_ids: set[str] | None = None,
 ) -> dict[str, Any]:
-    """What ``recsys bench faults`` reports per fault."""
+    """What ``recsys bench faults`` reports per fault.
+
+    With ``logged_ids`` (the event ids the log holds), a refused event that the log holds
+    all the same counts as one to apply once: a producer that timed out waiting for the
+    brokers' acknowledgement (a leader moving) answers 503, yet its write may have landed.
+    The 503 tells the client to retry; a retry carries the same event id, which the
+    worker's dedupe counts once. Such events are reported as ``refused_but_logged``.
+    """
     accepted = load.accepted()
-    expected = Counter((e.user_id, e.type.value) for e in accepted)
+    landed = [e for e, a in load.posted if a.status != 202 and e.event_id in (logged_ids or set())]
+    expected = Counter((e.user_id, e.type.value) for e in [*accepted, *landed])
     down = [a for _, a in load.posted if a.phase == "down"]
     reads = [r for r in load.reads if r.status == 200]
     seconds = max(
@@ -431,6 +440,11 @@ def figures(
         "sent": len(load.posted),
         "accepted": len(accepted),
         "refused": sum(a.status != 202 for _, a in load.posted),
+        "refused_but_logged": len(landed),
+        "accepted_by_phase": {
+            phase: sum(a.status == 202 and a.phase == phase for _, a in load.posted)
+            for phase in PHASES
+        },
         "applied": sum(min(counted[k], n) for k, n in expected.items()),
         "lost": sum(max(0, n - counted[k]) for k, n in expected.items()),
         "duplicated": sum(max(0, counted[k] - expected[k]) for k in counted),

@@ -577,11 +577,10 @@ def _checked(world: Any, load: Any, recovered: float | None, caught_up: bool) ->
     counted: Counter[tuple[str, str]] = Counter(
         {(u, t): n for u, s in state.items() for t, n in s.counters.items() if t in posted_types}
     )
-    result = figures(load, counted, world.settings.budget_ms, recovered)
+    logged_ids = {e.event_id for e in logged}
+    result = figures(load, counted, world.settings.budget_ms, recovered, logged_ids)
     result["worker_caught_up"] = caught_up
-    result["accepted_not_in_log"] = len(
-        {e.event_id for e in accepted} - {e.event_id for e in logged}
-    )
+    result["accepted_not_in_log"] = len({e.event_id for e in accepted} - logged_ids)
     # Records the log holds twice (a producer's retry of a write that had landed): the
     # worker's dedupe on event_id keeps them from counting twice.
     result["doubled_in_log"] = world.doubled_in_log
@@ -724,7 +723,8 @@ def command(
         "faults": faults,
     }
     rows = [
-        f"| {name} | {f['sent']} | {f.get('rate_per_s', '-')} | {f['accepted']} | {f['applied']} "
+        f"| {name} | {f['sent']} | {f.get('rate_per_s', '-')} | {f['accepted']} "
+        f"| {f['refused']} ({f.get('refused_but_logged', '-')}) | {f['applied']} "
         f"| {f['lost']} | {f['duplicated']} | {f['longest_answer_ms']} "
         f"| {f.get('over_budget', '-')} | {f['recover_s']} |"
         for name, f in faults.items()
@@ -735,11 +735,13 @@ def command(
             "",
             f"Stream asked for {rate:g} events/s; phases of {phase_s:g} s. Longest answer: as "
             "the client saw it (events and recommendations); over budget: recommendations "
-            f"whose own time passed the budget ({settings.budget_ms:g} ms).",
+            f"whose own time passed the budget ({settings.budget_ms:g} ms). A refused event "
+            "the log holds all the same (the producer timed out on an acknowledgement) is "
+            "applied once: the 503 asks for a retry, and the retry's event id is deduped.",
             "",
-            "| fault | sent | events/s | accepted | applied | lost | duplicated "
-            "| longest answer (ms) | over budget | recovered in (s) |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+            "| fault | sent | events/s | accepted | refused (of them logged) | applied | lost "
+            "| duplicated | longest answer (ms) | over budget | recovered in (s) |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
             *rows,
             "",
         ]

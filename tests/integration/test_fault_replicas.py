@@ -40,12 +40,15 @@ def kept(figures: dict[str, Any], tmp_path: Path) -> str:
 def assert_every_accepted_event_once(figures: dict[str, Any], why: str) -> None:
     """Nothing accepted is lost or applied twice, and the state is an unbroken run's."""
     # Each POST waits for two of three copies (acks=all), and a broker's death stalls the
-    # partitions it led for seconds: on two shared cores the stream reached 34-212 of the
-    # 300 events/s asked, 545 events in the smallest run.
-    assert figures["accepted"] > 300, why
+    # partitions it led for seconds: on two shared cores the stream reached 4.7-212 of the
+    # 300 events/s asked (92 events in the smallest run, on CI). So no floor on the count,
+    # which would measure the machine: the stream must flow before, during and after.
+    assert all(n > 0 for n in figures["accepted_by_phase"].values()), why
     assert figures["worker_caught_up"], why
     assert figures["accepted_not_in_log"] == 0, why
-    assert figures["applied"] == figures["accepted"], why
+    # A refusal after the producer timed out (the 503 asks for a retry with the same event
+    # id) may still have landed: such an event must be applied once too.
+    assert figures["applied"] == figures["accepted"] + figures["refused_but_logged"], why
     assert figures["lost"] == 0 and figures["duplicated"] == 0, why
     assert figures["users_differing_from_unbroken_run"] == 0, why
     assert figures["reads"] > 50 and figures["reads_failed"] == 0, why
