@@ -43,3 +43,33 @@ def _java_hash_by_hand(text: str) -> int:
     for ch in text:  # ASCII: one UTF-16 unit a character
         h = (h * 31 + ord(ch)) % 2**32
     return h - 2**32 if h >= 2**31 else h
+
+
+def test_a_refused_event_the_log_holds_is_applied_once_not_counted_doubled() -> None:
+    """A 503 after the producer timed out may have landed (a leader moving): such an event
+    is one to apply once (``refused_but_logged``), neither a duplicate nor lost; a refused
+    event the log does not hold must not be applied."""
+    from recsys.bench.fault_load import Answer, Load, figures
+
+    events = [_event(i) for i in range(4)]
+    load = Load("http://unused", rate=1.0)
+    load.posted = [
+        (events[0], Answer("before", 202, 0.01)),
+        (events[1], Answer("down", 202, 3.5)),
+        (events[2], Answer("down", 503, 10.0)),  # timed out, landed all the same
+        (events[3], Answer("after", 503, 0.01)),  # refused at once, never written
+    ]
+    logged = {e.event_id for e in events[:3]}
+    counted = Counter((e.user_id, e.type.value) for e in events[:3])
+    fair = figures(load, counted, budget_ms=80.0, recovered=1.0, logged_ids=logged)
+    assert (fair["accepted"], fair["refused"], fair["refused_but_logged"]) == (2, 2, 1)
+    assert (fair["applied"], fair["lost"], fair["duplicated"]) == (3, 0, 0)
+    assert fair["accepted_by_phase"] == {"before": 1, "down": 1, "after": 0}
+
+    # Without the log's ids the landed refusal reads as a duplicate (the CI failure).
+    blind = figures(load, counted, budget_ms=80.0, recovered=1.0)
+    assert blind["duplicated"] == 1 and blind["refused_but_logged"] == 0
+
+    # The refusal that never landed, applied anyway, is a duplicate.
+    wrong = counted + Counter({(events[3].user_id, events[3].type.value): 1})
+    assert figures(load, wrong, 80.0, 1.0, logged)["duplicated"] == 1
