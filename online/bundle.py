@@ -115,7 +115,7 @@ def load_serving_bundle(version: str, path: Path, device: str = "auto") -> Servi
     verify_bundle(path)
     ranker = None
     if (path / layout.RANKER_DIR).is_dir():
-        ranker = Ranker.load(path / layout.RANKER_DIR, device=device)
+        ranker = Ranker.load(path / layout.RANKER_DIR, device=device).freeze()
         width = len(ranker.spec.names)
         for rows in _WARMUP_ROWS:  # allocator, kernels, lazy CUDA context: before traffic
             ranker.score(np.zeros((rows, width), dtype=np.float32))

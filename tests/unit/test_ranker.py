@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -226,3 +227,32 @@ def test_top_n_selects_like_a_full_sort() -> None:
     want[~np.isfinite(np.take_along_axis(scores, order, axis=1))] = -1
     assert (items == want).all()
     assert (items[3] == -1).all() and np.isneginf(values[3]).all()
+
+
+def test_a_frozen_net_without_hidden_layers_scores_as_torch_does_in_numpy() -> None:
+    """freeze(): a net without hidden layers on the CPU scores as one affine map in numpy,
+    the numbers torch gives, with trained (nonzero) weights, a prior and a spread of
+    feature scales; a net with hidden layers stays on torch."""
+    import torch
+
+    names = [f"f{i}" for i in range(6)]
+    rng = np.random.default_rng(3)
+    raw = (rng.standard_normal((80, 6)) * [1, 10, 0.1, 3, 50, 1] + [0, 5, -2, 0, 100, 1]).astype(
+        np.float32
+    )
+    flat = FeatureSpec.fit(names, raw, hidden=(), top_n=5)
+    flat = replace(flat, prior=(0.5, -1.0, 0.0, 2.0, 0.01, 0.0))
+    ranker = Ranker.new(flat, "cpu", seed=1)
+    with torch.no_grad():  # as training leaves it: the last layer away from zero
+        for param in ranker.net.parameters():
+            param.copy_(torch.randn_like(param))
+    x = rng.standard_normal((300, 6)).astype(np.float32) * 5
+    by_torch = ranker.score(x)
+    assert ranker.freeze() is ranker and ranker._affine is not None
+    by_numpy = ranker.score(x)
+    assert by_numpy.dtype == np.float32 and by_numpy.shape == (300,)
+    np.testing.assert_allclose(by_numpy, by_torch, rtol=1e-5, atol=1e-4)
+    assert not np.array_equal(by_torch, np.zeros(300))
+
+    deep = Ranker.new(spec(), "cpu").freeze()
+    assert deep._affine is None  # hidden layers: torch scores it
