@@ -237,7 +237,12 @@ class Recommender:
     async def _read_candidates(
         self, user_id: str, version: str | None, timeout: float
     ) -> CachedCandidates:
-        value = await self.candidates.call(lambda s: s.get(user_id, version), timeout)
+        store = self.candidates.store
+        value = (  # on the loop when the client can (no thread hop), else in the pool
+            await self.candidates.call_async(lambda s: s.aget(user_id, version), timeout)
+            if store is not None and store.reads_async
+            else await self.candidates.call(lambda s: s.get(user_id, version), timeout)
+        )
         cached = CachedCandidates(value)
         if version is not None:
             self.cache.put(version, user_id, cached)

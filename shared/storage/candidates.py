@@ -7,6 +7,7 @@ so readers never see a half-written version.
 
 from __future__ import annotations
 
+import asyncio
 from abc import abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -98,6 +99,14 @@ class CandidateStore(Store):
     @abstractmethod
     def get(self, user_id: str, version: str | None = None) -> Candidates | None:
         """A user's candidates under ``version`` (default: the live one)."""
+
+    # A store whose client reads without a thread of the caller's says so here and
+    # overrides ``aget``: the online tier then awaits it on its event loop.
+    reads_async = False
+
+    async def aget(self, user_id: str, version: str | None = None) -> Candidates | None:
+        """:meth:`get` without blocking the event loop: here, in a thread of its own."""
+        return await asyncio.to_thread(self.get, user_id, version)
 
     @abstractmethod
     def versions(self) -> list[VersionInfo]:

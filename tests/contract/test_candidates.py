@@ -123,3 +123,32 @@ def test_features_must_match_the_items() -> None:
 
     with pytest.raises(ValueError, match="features"):
         Candidates("u", ["a", "b"], [1.0, 0.5], [], np.zeros((3, 4), dtype=np.float32))
+
+
+def test_non_blocking_read_equals_get(store: CandidateStore) -> None:
+    """``aget`` reads exactly what ``get`` reads: on the driver's IO thread where the store
+    says ``reads_async`` (Cassandra, once the version's layout is known), elsewhere in a
+    thread; a missing user, an unknown version and the live default included."""
+    import asyncio
+
+    import numpy as np
+
+    features = np.random.default_rng(1).normal(size=(3, 4)).astype(np.float32)
+    written = [
+        Candidates("u-a", ["a", "b", "c"], [3.0, 2.0, 1.0], ["als", "ease", "pop"], features),
+        Candidates("u-b", ["d"], [1.0], ["pop"]),
+    ]
+    store.write("va", written)
+    store.activate("va")
+
+    async def read(user: str, version: str | None) -> Candidates | None:
+        return await store.aget(user, version)
+
+    for _ in range(2):  # the first read may learn the version's layout, the second not
+        for user in ("u-a", "u-b", "nobody"):
+            for version in ("va", None, "unknown"):
+                got = asyncio.run(read(user, version))
+                assert got == store.get(user, version), (user, version)
+    got = asyncio.run(read("u-a", "va"))
+    assert got == written[0] and got.features is not None
+    assert np.array_equal(got.features, features)
