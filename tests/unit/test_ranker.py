@@ -248,11 +248,33 @@ def test_a_frozen_net_without_hidden_layers_scores_as_torch_does_in_numpy() -> N
             param.copy_(torch.randn_like(param))
     x = rng.standard_normal((300, 6)).astype(np.float32) * 5
     by_torch = ranker.score(x)
-    assert ranker.freeze() is ranker and ranker._affine is not None
+    assert ranker.freeze() is ranker and ranker._frozen is not None
     by_numpy = ranker.score(x)
     assert by_numpy.dtype == np.float32 and by_numpy.shape == (300,)
     np.testing.assert_allclose(by_numpy, by_torch, rtol=1e-5, atol=1e-4)
     assert not np.array_equal(by_torch, np.zeros(300))
 
-    deep = Ranker.new(spec(), "cpu").freeze()
-    assert deep._affine is None  # hidden layers: torch scores it
+
+def test_a_frozen_net_with_hidden_layers_scores_as_torch_does_in_numpy() -> None:
+    """freeze() on an MLP (two hidden layers, trained weights, a prior): numpy's forward
+    gives torch's scores, the ReLUs included (some units below zero for these inputs)."""
+    import torch
+
+    rng = np.random.default_rng(4)
+    names = [f"f{i}" for i in range(7)]
+    raw = (rng.standard_normal((60, 7)) * 4 + 2).astype(np.float32)
+    deep = replace(
+        FeatureSpec.fit(names, raw, hidden=(16, 8), top_n=5), prior=(1.0, 0, 0, -0.5, 0, 0, 0.25)
+    )
+    ranker = Ranker.new(deep, "cpu", seed=2)
+    with torch.no_grad():
+        for param in ranker.net.parameters():
+            param.copy_(torch.randn_like(param) * 0.5)
+    x = (rng.standard_normal((250, 7)) * 4 + 2).astype(np.float32)
+    by_torch = ranker.score(x)
+    hidden = torch.relu(torch.nn.functional.linear(
+        (torch.from_numpy(x) - ranker.net.mean) / ranker.net.std, *ranker._linear[0]
+    ))  # fmt: skip
+    assert 0 < float((hidden == 0).float().mean()) < 1  # the ReLU cuts some units, not all
+    assert ranker.freeze()._frozen is not None
+    np.testing.assert_allclose(ranker.score(x), by_torch, rtol=1e-5, atol=1e-4)
