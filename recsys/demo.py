@@ -315,7 +315,9 @@ def _serve(settings: Settings, options: DemoOptions, version: str) -> None:
     from nearline.api import protect
     from nearline.api import router as events_router
     from online.app import create_app
+    from recsys.online_cli import _THREADS_ENV, limit_threads
 
+    limit_threads(int(os.environ.get(_THREADS_ENV, "1")))  # as `recsys online serve` does
     app = create_app(settings, routers=[events_router])
     protect(app, settings)
     server = uvicorn.Server(

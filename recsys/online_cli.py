@@ -24,20 +24,30 @@ _THREADS_ENV = "RECSYS_ONLINE_THREADS"  # how serve tells each worker process it
 def api_factory() -> FastAPI:
     """The API as every worker process builds it (``uvicorn --factory``): settings from
     the environment, the nearline tier's events router included, thread counts set."""
-    import faiss
-    import torch
-
     from nearline.api import protect
     from nearline.api import router as events_router
     from online.app import create_app
 
     threads = int(os.environ.get(_THREADS_ENV, "1"))
-    torch.set_num_threads(threads)
-    faiss.omp_set_num_threads(threads)
+    limit_threads(threads)
     settings = Settings()
     app = create_app(settings, routers=[events_router])
     protect(app, settings)
     return app
+
+
+def limit_threads(threads: int) -> None:
+    """Threads per worker for each library that computes on the request path: torch, FAISS
+    (OpenMP) and numpy's BLAS (the frozen ranker's matrix products). One by default: the
+    requests are the parallelism, and a library's own threads only compete for the cores
+    (OpenBLAS starts one per core)."""
+    import faiss
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(threads)
+    faiss.omp_set_num_threads(threads)
+    threadpool_limits(threads, user_api="blas")
 
 
 @app.command()

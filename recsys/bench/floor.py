@@ -201,21 +201,16 @@ class Floor:
 
 def build() -> Floor:
     """The live bundle (loaded and warmed as the API loads it) and the run's stores."""
-    import faiss
-    import torch
-
     from online.bundle import load_serving_bundle
     from online.stores import candidate_version
-    from recsys.online_cli import _THREADS_ENV
+    from recsys.online_cli import _THREADS_ENV, limit_threads
     from shared.registry import ModelRegistry
     from shared.settings import Settings
     from shared.storage.factory import open_candidates
     from shared.storage.redis_state import RedisUserStateStore
 
     # the API's threads per worker (recsys online serve's default: one)
-    threads = int(os.environ.get(_THREADS_ENV, "1"))
-    torch.set_num_threads(threads)
-    faiss.omp_set_num_threads(threads)
+    limit_threads(int(os.environ.get(_THREADS_ENV, "1")))
     settings = Settings()
     if not settings.user_state_url.startswith("redis://"):
         raise ValueError(f"the floor reads user state from Redis, not {settings.user_state_url}")

@@ -8,6 +8,7 @@ partitions instead of scanning the table. The bucket count is stored with the ve
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import zlib
 from collections.abc import Iterable
@@ -167,8 +168,8 @@ class CassandraCandidateStore(CassandraStore, CandidateStore):
             statement, (version, bucket_of(user_id, buckets), user_id), execution_profile=TUPLES
         )
         response.add_callbacks(
-            lambda rows: loop.call_soon_threadsafe(_settle, done, rows, None),
-            lambda err: loop.call_soon_threadsafe(_settle, done, None, err),
+            lambda rows: _hand_back(loop, done, rows, None),
+            lambda err: _hand_back(loop, done, None, err),
         )
         rows = await done
         return _candidates(user_id, rows[0] if rows else None)
@@ -219,6 +220,18 @@ def _candidates(user_id: str, row: Any) -> Candidates | None:
         list(sources or []),
         decode_features(features, len(items)),
     )
+
+
+def _hand_back(
+    loop: asyncio.AbstractEventLoop,
+    done: asyncio.Future[Any],
+    rows: Any,
+    err: BaseException | None,
+) -> None:
+    """On the driver's IO thread: the answer to the reader's event loop, unless that loop
+    has closed since (a read still in flight when the API shut down)."""
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(_settle, done, rows, err)
 
 
 def _settle(done: asyncio.Future[Any], rows: Any, err: BaseException | None) -> None:
