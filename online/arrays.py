@@ -120,26 +120,28 @@ class PackedCandidates:
 
     @classmethod
     def pack(cls, bundle: str, cands: Candidates, catalogue: CatalogueArrays) -> PackedCandidates:
+        # Lists first and one array each at the end: a numpy element written per item
+        # cost more than the rest of the packing (100 against 38 µs for 200 candidates).
         n = catalogue.size
         get = catalogue.index.get
+        found = [get(item) for item in cands.items]
         extras: dict[str, int] = {}
-        index = np.empty(len(cands.items), dtype=np.int64)
-        for j, item in enumerate(cands.items):
-            i = get(item)
-            index[j] = i if i is not None else n + extras.setdefault(item, len(extras))
-        codes: dict[str, int] = {}
-        label = np.empty(len(cands.items), dtype=np.int32)
-        generators = cands.sources
-        for j in range(len(cands.items)):
-            name = generators[j] if j < len(generators) and generators[j] else ""
-            source = f"{PRECOMPUTED}:{name}" if name else PRECOMPUTED
-            label[j] = codes.setdefault(source, len(codes))
+        if None in found:  # items the bundle does not know: named by extras, past the catalogue
+            found = [
+                i if i is not None else n + extras.setdefault(item, len(extras))
+                for i, item in zip(found, cands.items, strict=True)
+            ]
+        index = np.array(found, dtype=np.int64)
+        m = len(cands.items)
+        names = [g or "" for g in cands.sources[:m]] + [""] * (m - len(cands.sources))
+        codes: dict[str, int] = {}  # generator name -> label code, in order of appearance
+        label = np.array([codes.setdefault(name, len(codes)) for name in names], dtype=np.int32)
         return cls(
             bundle=bundle,
             index=index,
             scores=np.asarray(cands.scores, dtype=np.float64),
             label=label,
-            labels=tuple(codes),
+            labels=tuple(f"{PRECOMPUTED}:{name}" if name else PRECOMPUTED for name in codes),
             features=cands.features,
             extras=tuple(extras),
         )
