@@ -393,7 +393,13 @@ def _coordinator(brokers: list[Any], world: Any, topic: str, victim: dict[str, A
     ``topic``'s partitions it leads."""
     group = world.worker_group
     assert group is not None, "the worker is not running"
-    offsets = _partitions(brokers, "__consumer_offsets")
+    # Kafka creates ``__consumer_offsets`` when the first group joins: on a loaded machine
+    # the worker may not have joined within the first phase.
+    deadline = time.monotonic() + 60.0
+    while not (offsets := _partitions(brokers, "__consumer_offsets")):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"group {group}: no __consumer_offsets topic within 60 s")
+        time.sleep(0.2)
     h = _java_hash(group)
     wanted = (0 if h == -(1 << 31) else abs(h)) % len(offsets)  # Kafka's Utils.abs
     node_id = next(p["leader_id"] for p in offsets if p["partition_index"] == wanted)
