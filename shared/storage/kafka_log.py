@@ -51,6 +51,10 @@ _CONNECT_TIMEOUT_MS = 5000
 log = logging.getLogger(__name__)
 _SESSION_TIMEOUT_MS = 6000
 _HEARTBEAT_MS = 1000
+# Every client of ours (producer, consumers, admin) waits at most 1 s between attempts to
+# reach a broker, as Kafka's Java client does: kafka-python 3 backs off exponentially up to
+# 30 s, so a broker back after an outage of some seconds could stay unused for as long.
+_CLIENT = {"reconnect_backoff_max_ms": 1000}
 
 
 def parse_kafka_url(url: str) -> tuple[list[str], str]:
@@ -79,6 +83,7 @@ class KafkaEventLog(EventLog):
                 request_timeout_ms=5000,
                 bootstrap_timeout_ms=5000,
                 client_id="recsys-admin",
+                **_CLIENT,
             )
         except KafkaError as err:
             raise ServiceUnavailable(self.role, self.url, repr(err)) from err
@@ -129,11 +134,19 @@ class KafkaEventLog(EventLog):
                     acks="all",
                     retries=5,  # bounded twice: a count, and delivery_timeout_ms for all of them
                     linger_ms=2,
+                    # Not idempotent: in kafka-python 3.0.12 an idempotent producer whose
+                    # batch expires after it was sent (a broker lost or not answering for
+                    # the send timeout) drops its producer id and never asks for another,
+                    # so it sends nothing more (tests/integration/test_fault_kafka_broker.py).
+                    # A retry may then write a record twice; the worker's dedupe on
+                    # event_id applies it once.
+                    enable_idempotence=False,
                     max_in_flight_requests_per_connection=1,  # keeps per-key order on retry
                     request_timeout_ms=_CONNECT_TIMEOUT_MS,
                     delivery_timeout_ms=int(_SEND_TIMEOUT_S * 1000),
                     bootstrap_timeout_ms=_CONNECT_TIMEOUT_MS,
                     max_block_ms=_CONNECT_TIMEOUT_MS,
+                    **_CLIENT,
                 )
             except KafkaError as err:
                 raise ServiceUnavailable(self.role, self.url, repr(err)) from err
@@ -258,6 +271,7 @@ class _KafkaConsumer(LogConsumer):
             # kafka-python computes CRC-32C in pure Python (about a tenth of a nearline
             # worker's time); the broker already checked every batch's CRC on produce.
             check_crcs=False,
+            **_CLIENT,
         )
         self._topic = topic
         self._positions: dict[TopicPartition, int] = {}

@@ -7,9 +7,7 @@ on 127.0.0.2 and up, on free ports, with the project's replication from
 ``shared.settings.Replication``), so neither the suite's single-node services nor a
 ``recsys services up --replicas N`` cluster is touched; the other stores are the suite's
 services, in a topic, keyspace and namespace of the test's own. Marked ``replicas``: they
-take minutes and three more JVMs (``-m "not replicas"`` leaves them out). The test command
-(``scripts/test.sh``) deselects the Kafka test while its stall under CI load is open; see
-``docs/benchmarks/faults.md``.
+take minutes and three more JVMs (``-m "not replicas"`` leaves them out).
 """
 
 from __future__ import annotations
