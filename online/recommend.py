@@ -203,11 +203,8 @@ class Recommender:
         got = _Gathered()
         budget = deadline - time.perf_counter() - _COMPUTE_RESERVE_S
         timeout = min(self.settings.store_timeout_ms / 1000, budget)
-        store = self.user_state.store
-        read_state = (  # on the loop when the client can (no thread hop), else in the pool
-            self.user_state.call_async(lambda s: s.aget(user_id), timeout)
-            if store is not None and store.reads_async
-            else self.user_state.call(lambda s: s.get(user_id), timeout)
+        read_state = self.user_state.read(
+            lambda s: s.get(user_id), lambda s: s.aget(user_id), timeout
         )
         version = self.holder.candidate_versions.get(bundle.version)
         hit, cached = self.cache.get(version, user_id) if version is not None else (False, None)
@@ -237,11 +234,8 @@ class Recommender:
     async def _read_candidates(
         self, user_id: str, version: str | None, timeout: float
     ) -> CachedCandidates:
-        store = self.candidates.store
-        value = (  # on the loop when the client can (no thread hop), else in the pool
-            await self.candidates.call_async(lambda s: s.aget(user_id, version), timeout)
-            if store is not None and store.reads_async
-            else await self.candidates.call(lambda s: s.get(user_id, version), timeout)
+        value = await self.candidates.read(
+            lambda s: s.get(user_id, version), lambda s: s.aget(user_id, version), timeout
         )
         cached = CachedCandidates(value)
         if version is not None:

@@ -102,6 +102,18 @@ class StoreSlot(Generic[S]):
         finally:
             self._in_flight -= 1
 
+    async def read(
+        self,
+        blocking: Callable[[S], R],
+        non_blocking: Callable[[S], Awaitable[R]],
+        timeout_s: float,
+    ) -> R:
+        """A read on the event loop when the store's client can (``reads_async``: no thread
+        hop), else in the pool; with :meth:`call`'s timeout, circuit breaker and cap."""
+        if getattr(self.store, "reads_async", False):
+            return await self.call_async(non_blocking, timeout_s)
+        return await self.call(blocking, timeout_s)
+
     def _admit(self, timeout_s: float) -> S:
         """The store, if a call may go to it now; else :class:`StageFailed` saying why."""
         store = self.store
