@@ -198,10 +198,7 @@ def cassandra_restart(
     )
     try:
         result, _, load = _restart_under_stream(world, cassandra, "candidates", rate, phase_s)
-        accepted = {e.event_id for e in load.accepted()}
-        held = world.history_counts(sorted({e.user_id for e in load.accepted()}))
-        result["history_missing"] = len(accepted - set(held))
-        result["history_doubled"] = sum(n > 1 for n in held.values())
+        result.update(_history_check(world, load))
         return result
     finally:
         world.drop()
@@ -279,6 +276,28 @@ def bundle_damaged(
         return result
     finally:
         world.drop()
+
+
+def _history_check(world: Any, load: Any) -> dict[str, Any]:
+    """Every accepted event in the history once: the counts, and the first missing events
+    (id, user, phase of the answer, seconds from the first post) to look for in the logs."""
+    accepted = [(e, a) for e, a in load.posted if a.status == 202]
+    held = world.history_counts(sorted({e.user_id for e, _ in accepted}))
+    missing = [(e, a) for e, a in accepted if e.event_id not in held]
+    start = min((a.at - a.seconds for _, a in accepted), default=0.0)
+    return {
+        "history_missing": len(missing),
+        "history_doubled": sum(n > 1 for n in held.values()),
+        "history_missing_events": [
+            {
+                "event_id": e.event_id,
+                "user_id": e.user_id,
+                "phase": a.phase,
+                "answered_at_s": round(a.at - start, 2),
+            }
+            for e, a in missing[:10]
+        ],
+    }
 
 
 def _cluster_layout(kafka_nodes: int, cassandra_nodes: int) -> Any:
@@ -482,10 +501,7 @@ def cassandra_node_loss(
         result, _, load = _restart_under_stream(
             world, members[0], "candidates", rate, phase_s, stop=kill_one
         )
-        accepted = {e.event_id for e in load.accepted()}
-        held = world.history_counts(sorted({e.user_id for e in load.accepted()}))
-        result["history_missing"] = len(accepted - set(held))
-        result["history_doubled"] = sum(n > 1 for n in held.values())
+        result.update(_history_check(world, load))
         result["nodes"] = nodes
         return result
     finally:
