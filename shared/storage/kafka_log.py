@@ -32,6 +32,7 @@ from kafka.structs import OffsetAndMetadata
 
 from shared.errors import ConfigError, ServiceUnavailable
 from shared.settings import Replication
+from shared.storage import kafka_compat
 from shared.storage.event_log import (
     DEFAULT_PARTITIONS,
     DEFAULT_TOPIC,
@@ -55,6 +56,7 @@ _HEARTBEAT_MS = 1000
 # reach a broker, as Kafka's Java client does: kafka-python 3 backs off exponentially up to
 # 30 s, so a broker back after an outage of some seconds could stay unused for as long.
 _CLIENT = {"reconnect_backoff_max_ms": 1000}
+kafka_compat.apply()  # kafka-python 3.0.12 threw away joins that finished outside poll
 
 
 def parse_kafka_url(url: str) -> tuple[list[str], str]:

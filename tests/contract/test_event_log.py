@@ -299,17 +299,61 @@ def test_on_revoke_runs_before_partitions_move_to_a_new_member() -> None:
         for _ in range(100):
             first.poll(timeout_s=0.2)
             second.poll(timeout_s=0.2)
-            # Settled: both members own partitions, and each partition exactly one of them
-            # (mid-rebalance a member that has not polled yet still reports its old ones).
-            if first.assignment() and second.assignment() and split(first, second):
+            # Mid-rebalance a member that has not polled yet still reports its old ones.
+            if settled(first, second):
                 break
         assert revoked, "the first member was not told before its partitions moved"
-        assert split(first, second), (first.assignment(), second.assignment())
+        assert settled(first, second), (first.assignment(), second.assignment())
     finally:
         first.close()
         if second is not None:
             second.close()
         log.close()
+
+
+@pytest.mark.kafka
+def test_a_group_settles_when_its_members_are_busy_between_polls() -> None:
+    """Members that poll without waiting and spend their time between polls (a worker
+    applying a batch) settle, and stay settled. kafka-python 3.0.12 threw away a join that
+    finished while its member was outside ``poll`` and sent a new JoinGroup; from the
+    group's leader that starts a new rebalance, so the group never settled (and under load,
+    with short polls, took tens of seconds: the clean-clone run's failure of the test above)."""
+    log = open_event_log(f"{KAFKA_URL.rstrip('/')}/{unique('events')}")
+    log.init_schema(partitions=4)
+    group, revoked = unique("group"), []
+    first = log.consumer(group, on_revoke=lambda: revoked.append(time.monotonic()))
+    second = None
+
+    def both_poll_then_work() -> None:
+        for member in (first, second):
+            assert member is not None
+            member.poll(timeout_s=0)  # returns at once: a join finishes during the work
+        time.sleep(0.3)
+
+    try:
+        log.append([(f"u{i}", b"x") for i in range(20)])
+        drain(first, 20)
+        second = log.consumer(group)
+        for _ in range(60):  # 18 s; a rebalance takes one or two rounds
+            both_poll_then_work()
+            if settled(first, second):
+                break
+        assert settled(first, second), (first.assignment(), second.assignment())
+        since = time.monotonic()
+        while time.monotonic() - since < 5:  # several heartbeats (1 s) of each member
+            both_poll_then_work()
+        assert [round(t - since, 1) for t in revoked if t > since] == []
+        assert settled(first, second), (first.assignment(), second.assignment())
+    finally:
+        first.close()
+        if second is not None:
+            second.close()
+        log.close()
+
+
+def settled(*members: LogConsumer) -> bool:
+    """Every member owns partitions, and each of 0-3 is owned by exactly one of them."""
+    return all(m.assignment() for m in members) and split(*members)
 
 
 def split(*members: LogConsumer) -> bool:
