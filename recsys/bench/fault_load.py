@@ -363,6 +363,20 @@ class World:
         finally:
             history.close()
 
+    def history_ids_at_all(self, users: set[str]) -> set[str]:
+        """The event ids of ``users`` that a read at consistency ALL finds in a Cassandra
+        history (a row any replica holds comes back); empty for another store. Run it after
+        the quorum reads: it repairs what it reads."""
+        if not self.settings.history_url.startswith("cassandra://"):
+            return set()
+        from shared.storage.cassandra.history import CassandraEventHistoryStore
+
+        history = CassandraEventHistoryStore(self.settings.history_url)
+        try:
+            return {i for u in users for i in history.event_ids_at_all(u)}
+        finally:
+            history.close()
+
     def drop(self) -> None:
         from recsys.bench.online import _drop
 

@@ -280,11 +280,16 @@ def bundle_damaged(
 
 def _history_check(world: Any, load: Any) -> dict[str, Any]:
     """Every accepted event in the history once: the counts, and the first missing events
-    (id, user, phase of the answer, seconds from the first post) to look for in the logs."""
+    (id, user, phase of the answer, seconds from the first post) to look for in the logs,
+    each with where it is: in the worker's lake files (so the worker applied it), and in
+    the history read at consistency ALL (so a replica holds the row a quorum read missed)."""
     accepted = [(e, a) for e, a in load.posted if a.status == 202]
     held = world.history_counts(sorted({e.user_id for e, _ in accepted}))
     missing = [(e, a) for e, a in accepted if e.event_id not in held]
     start = min((a.at - a.seconds for _, a in accepted), default=0.0)
+    first = missing[:10]
+    in_lake = _in_lake(world.settings.lake_dir, {e.event_id for e, _ in first})
+    on_any_replica = world.history_ids_at_all({e.user_id for e, _ in first}) if first else set()
     return {
         "history_missing": len(missing),
         "history_doubled": sum(n > 1 for n in held.values()),
@@ -294,10 +299,26 @@ def _history_check(world: Any, load: Any) -> dict[str, Any]:
                 "user_id": e.user_id,
                 "phase": a.phase,
                 "answered_at_s": round(a.at - start, 2),
+                "in_lake": e.event_id in in_lake,
+                "read_at_all": e.event_id in on_any_replica,
             }
-            for e, a in missing[:10]
+            for e, a in first
         ],
     }
+
+
+def _in_lake(root: Path, event_ids: set[str]) -> set[str]:
+    """Which of ``event_ids`` the lake files under ``root`` hold."""
+    if not event_ids or not root.is_dir():
+        return set()
+    import pyarrow.parquet as pq
+
+    found: set[str] = set()
+    for path in root.rglob("*.parquet"):
+        if not path.name.startswith("."):
+            column = pq.read_table(path, columns=["event_id"]).column("event_id")
+            found.update(event_ids.intersection(column.to_pylist()))
+    return found
 
 
 def _cluster_layout(kafka_nodes: int, cassandra_nodes: int) -> Any:

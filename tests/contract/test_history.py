@@ -169,3 +169,22 @@ def test_users_lists_every_user_once(store: EventHistoryStore) -> None:
     store.append(events("carol", 3))  # a replay adds no user
     listed = list(store.users())
     assert sorted(listed) == ["carol", "dave"]
+
+
+@pytest.mark.cassandra
+def test_a_read_at_consistency_all_finds_what_a_quorum_read_finds(
+    cassandra_keyspace_url: str,
+) -> None:
+    """The fault benchmark's cross-check of a quorum read (Cassandra only)."""
+    from shared.storage.cassandra.history import CassandraEventHistoryStore
+
+    s = CassandraEventHistoryStore(cassandra_keyspace_url)
+    try:
+        s.init_schema()
+        written = events("erin", 4)
+        s.append(written)
+        assert s.event_ids_at_all("erin") == {e.event_id for e in s.for_user("erin")}
+        assert s.event_ids_at_all("erin") == {e.event_id for e in written}
+        assert s.event_ids_at_all("nobody") == set()
+    finally:
+        s.close()

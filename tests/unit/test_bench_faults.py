@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 
-from recsys.bench.faults import _event, _java_hash, _tally
+from nearline.lake import LakeWriter
+from recsys.bench.faults import _event, _in_lake, _java_hash, _tally
 
 
 def test_tally_counts_lost_and_doubled_events() -> None:
@@ -73,3 +75,13 @@ def test_a_refused_event_the_log_holds_is_applied_once_not_counted_doubled() -> 
     # The refusal that never landed, applied anyway, is a duplicate.
     wrong = counted + Counter({(events[3].user_id, events[3].type.value): 1})
     assert figures(load, wrong, 80.0, 1.0, logged)["duplicated"] == 1
+
+
+def test_in_lake_finds_the_event_ids_the_workers_files_hold(tmp_path: Path) -> None:
+    lake = LakeWriter(tmp_path / "lake", "events")
+    for offset, event in enumerate([_event(i) for i in range(3)]):
+        lake.add(0, offset, event)
+    assert lake.flush()
+    wanted = {_event(1).event_id, _event(7).event_id}
+    assert _in_lake(tmp_path / "lake", wanted) == {_event(1).event_id}
+    assert _in_lake(tmp_path / "nowhere", wanted) == set()

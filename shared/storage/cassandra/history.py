@@ -28,9 +28,16 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import orjson
+from cassandra import ConsistencyLevel
 from cassandra.cmurmur3 import murmur3
 from cassandra.concurrent import execute_concurrent
-from cassandra.query import BatchStatement, BatchType, PreparedStatement, Statement
+from cassandra.query import (
+    BatchStatement,
+    BatchType,
+    PreparedStatement,
+    SimpleStatement,
+    Statement,
+)
 
 from shared.events import Event
 from shared.storage.cassandra.connection import CassandraStore, create_keyspace
@@ -99,6 +106,16 @@ class CassandraEventHistoryStore(CassandraStore, EventHistoryStore):
                 (user_id, round(since * 1000), limit),
             )
         return [_event(user_id, r) for r in rows]
+
+    def event_ids_at_all(self, user_id: str) -> set[str]:
+        """The user's event ids as a read at consistency ALL returns them: every replica is
+        asked, so a row that any one of them holds comes back (and is repaired). For checks
+        of what a quorum read found; it fails while a replica is down."""
+        query = SimpleStatement(
+            f"SELECT event_id FROM {self._ks}.events_by_user WHERE user_id = %s",  # noqa: S608 (a checked keyspace name)
+            consistency_level=ConsistencyLevel.ALL,
+        )
+        return {r.event_id for r in self._session.execute(query, (user_id,))}
 
     def users(self) -> Iterator[str]:
         # DISTINCT on the partition key reads one row per partition, paged by the driver.
