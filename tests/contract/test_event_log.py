@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -284,18 +285,30 @@ def test_kafka_publish_with_no_broker_reports_every_record() -> None:
     assert time.monotonic() - started < 15
 
 
-@pytest.mark.kafka
-def test_on_revoke_runs_before_partitions_move_to_a_new_member() -> None:
+@contextlib.contextmanager
+def a_group_of_two(on_revoke: Callable[[], None]) -> Iterator[tuple[LogConsumer, LogConsumer]]:
+    """A topic of 4 partitions holding 20 records, read by a first member that owns every
+    partition; then a second member joins the group. Yields (first, second)."""
     log = open_event_log(f"{KAFKA_URL.rstrip('/')}/{unique('events')}")
     log.init_schema(partitions=4)
-    group, revoked = unique("group"), []
-    first = log.consumer(group, on_revoke=lambda: revoked.append(len(revoked)))
-    second = None
+    group = unique("group")
+    members = [log.consumer(group, on_revoke=on_revoke)]
     try:
         log.append([(f"u{i}", b"x") for i in range(20)])
-        drain(first, 20)
-        assert first.assignment() == [0, 1, 2, 3]
-        second = log.consumer(group)
+        drain(members[0], 20)
+        assert members[0].assignment() == [0, 1, 2, 3]
+        members.append(log.consumer(group))
+        yield members[0], members[1]
+    finally:
+        for member in members:
+            member.close()
+        log.close()
+
+
+@pytest.mark.kafka
+def test_on_revoke_runs_before_partitions_move_to_a_new_member() -> None:
+    revoked: list[int] = []
+    with a_group_of_two(on_revoke=lambda: revoked.append(len(revoked))) as (first, second):
         for _ in range(100):
             first.poll(timeout_s=0.2)
             second.poll(timeout_s=0.2)
@@ -304,11 +317,6 @@ def test_on_revoke_runs_before_partitions_move_to_a_new_member() -> None:
                 break
         assert revoked, "the first member was not told before its partitions moved"
         assert settled(first, second), (first.assignment(), second.assignment())
-    finally:
-        first.close()
-        if second is not None:
-            second.close()
-        log.close()
 
 
 @pytest.mark.kafka
@@ -318,22 +326,14 @@ def test_a_group_settles_when_its_members_are_busy_between_polls() -> None:
     finished while its member was outside ``poll`` and sent a new JoinGroup; from the
     group's leader that starts a new rebalance, so the group never settled (and under load,
     with short polls, took tens of seconds: the clean-clone run's failure of the test above)."""
-    log = open_event_log(f"{KAFKA_URL.rstrip('/')}/{unique('events')}")
-    log.init_schema(partitions=4)
-    group, revoked = unique("group"), []
-    first = log.consumer(group, on_revoke=lambda: revoked.append(time.monotonic()))
-    second = None
+    revoked: list[float] = []
+    with a_group_of_two(on_revoke=lambda: revoked.append(time.monotonic())) as (first, second):
 
-    def both_poll_then_work() -> None:
-        for member in (first, second):
-            assert member is not None
-            member.poll(timeout_s=0)  # returns at once: a join finishes during the work
-        time.sleep(0.3)
+        def both_poll_then_work() -> None:
+            first.poll(timeout_s=0)  # returns at once: a join finishes during the work
+            second.poll(timeout_s=0)
+            time.sleep(0.3)
 
-    try:
-        log.append([(f"u{i}", b"x") for i in range(20)])
-        drain(first, 20)
-        second = log.consumer(group)
         for _ in range(60):  # 18 s; a rebalance takes one or two rounds
             both_poll_then_work()
             if settled(first, second):
@@ -344,11 +344,6 @@ def test_a_group_settles_when_its_members_are_busy_between_polls() -> None:
             both_poll_then_work()
         assert [round(t - since, 1) for t in revoked if t > since] == []
         assert settled(first, second), (first.assignment(), second.assignment())
-    finally:
-        first.close()
-        if second is not None:
-            second.close()
-        log.close()
 
 
 def settled(*members: LogConsumer) -> bool:
