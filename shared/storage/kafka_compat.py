@@ -9,7 +9,7 @@ rebalance, the other members rejoin in turn, and the same can happen to their jo
 group whose members spend their time between polls (a worker applying a batch, a test
 polling two members in turn on a loaded machine) then rebalances again and again: with
 polls that return at once it never settles (tests/contract/test_event_log.py), and the
-clean-clone CI run of 2026-12-07 saw a two-member group still rebalancing after 40 s.
+project's CI run of 2026-12-07 saw a two-member group still rebalancing after 40 s.
 
 The fix takes the finished task's assignment exactly as ``join_group_async`` does when it
 is waiting for the task: the member is stable, its heartbeats resume, and the assignment

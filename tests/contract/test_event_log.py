@@ -325,7 +325,7 @@ def test_a_group_settles_when_its_members_are_busy_between_polls() -> None:
     applying a batch) settle, and stay settled. kafka-python 3.0.12 threw away a join that
     finished while its member was outside ``poll`` and sent a new JoinGroup; from the
     group's leader that starts a new rebalance, so the group never settled (and under load,
-    with short polls, took tens of seconds: the clean-clone run's failure of the test above)."""
+    with short polls, took tens of seconds: the project's CI failed the test above on it)."""
     revoked: list[float] = []
     with a_group_of_two(on_revoke=lambda: revoked.append(time.monotonic())) as (first, second):
 
