@@ -311,14 +311,9 @@ def _in_lake(root: Path, event_ids: set[str]) -> set[str]:
     """Which of ``event_ids`` the lake files under ``root`` hold."""
     if not event_ids or not root.is_dir():
         return set()
-    import pyarrow.parquet as pq
+    from nearline.lake import read_lake
 
-    found: set[str] = set()
-    for path in root.rglob("*.parquet"):
-        if not path.name.startswith("."):
-            column = pq.read_table(path, columns=["event_id"]).column("event_id")
-            found.update(event_ids.intersection(column.to_pylist()))
-    return found
+    return event_ids.intersection(read_lake(root)["event_id"])
 
 
 def _cluster_layout(kafka_nodes: int, cassandra_nodes: int) -> Any:

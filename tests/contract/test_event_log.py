@@ -348,9 +348,5 @@ def test_a_group_settles_when_its_members_are_busy_between_polls() -> None:
 
 def settled(*members: LogConsumer) -> bool:
     """Every member owns partitions, and each of 0-3 is owned by exactly one of them."""
-    return all(m.assignment() for m in members) and split(*members)
-
-
-def split(*members: LogConsumer) -> bool:
-    """The members' partitions are 0-3, each owned by exactly one of them."""
-    return sorted(p for m in members for p in m.assignment()) == [0, 1, 2, 3]
+    owned = [m.assignment() for m in members]
+    return all(owned) and sorted(p for a in owned for p in a) == [0, 1, 2, 3]

@@ -24,12 +24,12 @@ def test_importing_the_kafka_log_applies_the_fix_once() -> None:
 def test_another_kafka_python_version_is_left_alone_with_a_warning(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    unpatched = getattr(BaseCoordinator.join_group_async, "__wrapped__", None)
-    if unpatched is not None:
-        monkeypatch.setattr(BaseCoordinator, "join_group_async", unpatched)
+    import shared.storage.kafka_log  # noqa: F401  (applies it: the original is then __wrapped__)
+
+    unpatched = BaseCoordinator.join_group_async.__wrapped__  # type: ignore[attr-defined]
+    monkeypatch.setattr(BaseCoordinator, "join_group_async", unpatched)
     monkeypatch.setattr(kafka, "__version__", "3.1.0")
     with caplog.at_level(logging.WARNING, logger=kafka_compat.__name__):
         assert kafka_compat.apply() is False
-    assert BaseCoordinator.join_group_async is (unpatched or BaseCoordinator.join_group_async)
-    assert not getattr(BaseCoordinator.join_group_async, "recsys_fix", False)
+    assert BaseCoordinator.join_group_async is unpatched  # left as the library has it
     assert "kafka-python 3.1.0" in caplog.text and "not applied" in caplog.text
