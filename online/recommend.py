@@ -20,9 +20,11 @@ is then ``degraded``, never an error and never late.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import secrets
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,6 +46,8 @@ from shared.storage.user_state import UserState, UserStateStore
 log = logging.getLogger(__name__)
 _COMPUTE_RESERVE_S = 0.010  # kept back from the store stage for ranking and the response
 _ARM_CACHE_SIZE = 100_000  # users whose arm is remembered (then the memo starts over)
+_FILL_BATCH = 64  # users read and packed per hop to the store's thread when the cache fills
+_FILL_CALL_TIMEOUT_S = 10.0  # one batch of the fill, at most
 
 
 class NoBundle(Exception):
@@ -142,6 +146,50 @@ class Recommender:
         state = UserState("warm-up", recent_items=bundle.popular[:3])
         for arm in ARMS.values():
             scratch._compute(bundle, arm, _Gathered(state=state), 10, set())
+
+    async def fill_cache(self, bundle: ServingBundle) -> int:
+        """Read ``bundle``'s candidate version whole into the cache, packed for it, before
+        it serves (``candidates_cache_warm_s``; up to ``candidates_cache_size`` users): a
+        fresh server's or a new bundle's first requests then hit. Reads run in the store's
+        pool a batch at a time, so requests on the current bundle go on meanwhile. A failed
+        or unfinished fill leaves what it read; the rest fills on misses. Returns the users
+        cached."""
+        version = self.holder.candidate_versions.get(bundle.version)
+        budget_s = self.settings.candidates_cache_warm_s
+        store = self.candidates.store
+        if version is None or budget_s <= 0 or not self.cache.enabled or store is None:
+            return 0
+        started = time.monotonic()
+        rows = store.scan(version, self.cache.size)
+        filled = 0
+        stopped = "every user read"
+        while True:
+            left = budget_s - (time.monotonic() - started)
+            if left <= 0:
+                stopped = f"stopped after {budget_s:g} s"
+                break
+            try:
+                batch = await self.candidates.call(
+                    lambda _: _read_packed(rows, bundle), min(left, _FILL_CALL_TIMEOUT_S)
+                )
+            except StageFailed as err:
+                stopped = f"stopped: {err}"
+                break
+            if not batch:
+                break
+            for cached in batch:
+                assert cached.raw is not None  # a scan yields only users it holds
+                self.cache.put(version, cached.raw.user_id, cached)
+            filled += len(batch)
+        log.info(
+            "candidate cache: %d users of version %s cached for bundle %s in %.2f s (%s)",
+            filled,
+            version,
+            bundle.version,
+            time.monotonic() - started,
+            stopped,
+        )
+        return filled
 
     def arm_of(self, user_id: str) -> Arm:
         """The user's arm, hashed once per user (SHA-256 per request is measurable here)."""
@@ -425,6 +473,14 @@ def _returned(
 def _extra(packed: PackedCandidates | None, index: int, catalogue: arrays.CatalogueArrays) -> str:
     assert packed is not None  # only packed candidates name items past the catalogue
     return packed.item_id(index, catalogue)
+
+
+def _read_packed(rows: Iterator[Candidates], bundle: ServingBundle) -> list[CachedCandidates]:
+    """The next few users of a scan, packed for ``bundle`` (in the store's thread)."""
+    batch = [CachedCandidates(raw) for raw in itertools.islice(rows, _FILL_BATCH)]
+    for cached in batch:
+        cached.packed(bundle)
+    return batch
 
 
 def _reason_kind(reason: str) -> str:

@@ -75,6 +75,7 @@ class Runtime:
             settings, self.holder, self.user_state, self.candidates, self.metrics
         )
         self._poller: asyncio.Task[None] | None = None
+        self._filled: set[str] = set()  # candidate versions read into the cache
         self._app_state = app_state  # gets .event_log, for the events router
 
     def _slot(self, name: str, given: S | None, opener: Callable[[], S]) -> StoreSlot[S]:
@@ -116,8 +117,10 @@ class Runtime:
             self._app_state.event_log = self.event_log.store
 
     async def prepare(self, bundle: ServingBundle) -> None:
-        """Before a bundle serves: its candidate version, and one warm-up computation."""
+        """Before a bundle serves: its candidate version, its candidates in the cache, and
+        one warm-up computation."""
         await self.resolve(bundle)
+        await self.fill_cache(bundle)
         try:
             await asyncio.to_thread(self.recommender.warm_up, bundle)
         except Exception:  # a warm-up failure is the first request's problem, not the swap's
@@ -134,6 +137,18 @@ class Runtime:
         except Exception as err:
             log.warning("candidate version of %s unknown yet: %s", bundle.version, err)
 
+    async def fill_cache(self, bundle: ServingBundle) -> None:
+        """The bundle's candidates into the cache, once per candidate version (a pinned
+        bundle that reads the live one's version finds it filled); never fails a swap."""
+        version = self.holder.candidate_versions.get(bundle.version)
+        if version is None or version in self._filled:
+            return
+        try:
+            if await self.recommender.fill_cache(bundle):
+                self._filled.add(version)
+        except Exception:
+            log.exception("filling the candidate cache for bundle %s failed", bundle.version)
+
     async def _poll(self) -> None:
         while True:
             await asyncio.sleep(self.settings.reload_interval_s)
@@ -143,6 +158,7 @@ class Runtime:
                 await self.holder.pin(set(self.settings.experiment_bundles.values()))
                 current = self.holder.current
                 if current is not None and current.version not in self.holder.candidate_versions:
-                    await self.resolve(current)
+                    await self.resolve(current)  # the candidate store opened after the swap
+                    await self.fill_cache(current)
             except Exception:  # the poller must outlive any one failure
                 log.exception("bundle/store poll failed")

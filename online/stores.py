@@ -180,6 +180,13 @@ class CandidateCache(Generic[V]):
         self.size = size
         self._entries: OrderedDict[tuple[str, str], tuple[float, V]] = OrderedDict()
 
+    @property
+    def enabled(self) -> bool:
+        return self.size > 0 and self.ttl_s > 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
     def get(self, version: str, user_id: str) -> tuple[bool, V | None]:
         key = (version, user_id)
         hit = self._entries.get(key)
@@ -189,7 +196,7 @@ class CandidateCache(Generic[V]):
         return True, hit[1]
 
     def put(self, version: str, user_id: str, value: V) -> None:
-        if self.size == 0 or self.ttl_s == 0:
+        if not self.enabled:
             return
         self._entries[(version, user_id)] = (time.monotonic() + self.ttl_s, value)
         self._entries.move_to_end((version, user_id))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from abc import abstractmethod
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -107,6 +107,12 @@ class CandidateStore(Store):
     async def aget(self, user_id: str, version: str | None = None) -> Candidates | None:
         """:meth:`get` without blocking the event loop: here, in a thread of its own."""
         return await asyncio.to_thread(self.get, user_id, version)
+
+    @abstractmethod
+    def scan(self, version: str, limit: int | None = None) -> Iterator[Candidates]:
+        """Every user's candidates under ``version`` (at most ``limit`` users), in the
+        store's own order, read page by page (the online tier fills its cache with it when
+        a bundle loads). An unknown version yields nothing."""
 
     @abstractmethod
     def versions(self) -> list[VersionInfo]:

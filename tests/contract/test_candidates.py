@@ -152,3 +152,31 @@ def test_non_blocking_read_equals_get(store: CandidateStore) -> None:
     got = asyncio.run(read("u-a", "va"))
     assert got == written[0] and got.features is not None
     assert np.array_equal(got.features, features)
+
+
+def test_scan_reads_every_user_of_a_version_once(store: CandidateStore) -> None:
+    """What the online tier fills its cache with: every row of one version, as ``get``
+    reads it, across pages and partitions; ``limit`` stops it; other versions stay out."""
+    import numpy as np
+
+    n = 1234  # several pages in every implementation
+    features = np.arange(6, dtype=np.float32).reshape(3, 2)
+    written = [
+        Candidates(c.user_id, c.items, c.scores, c.sources, features + u)
+        for u, c in enumerate(rows(n, "s"))
+    ]
+    store.write("scanned", written)
+    store.write("other", rows(7, "o"))
+    scanned = list(store.scan("scanned"))
+    assert sorted(c.user_id for c in scanned) == sorted(c.user_id for c in written)
+    by_user = {c.user_id: c for c in written}
+    for got in scanned[:: n // 50]:
+        assert got == by_user[got.user_id] == store.get(got.user_id, "scanned")
+        assert got.features is not None and by_user[got.user_id].features is not None
+        assert np.array_equal(got.features, by_user[got.user_id].features)
+    limited = [c.user_id for c in store.scan("scanned", limit=250)]
+    assert len(limited) == len(set(limited)) == 250
+    assert list(store.scan("scanned", limit=0)) == []
+    assert [c.items[0] for c in store.scan("other")] != []
+    assert all(c.items[0].startswith("o") for c in store.scan("other"))
+    assert list(store.scan("never-written")) == []

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from online.stores import StoreSlot
 from shared.events import Event, EventType, Shown
 from shared.registry import ModelRegistry
 from shared.settings import Settings
+from shared.storage.candidates import Candidates, CandidateStore, VersionInfo
 from shared.storage.event_log import EventLog
 from shared.storage.factory import open_candidates, open_event_log, open_user_state
 from shared.storage.user_state import StateEvent, UserState, UserStateStore
@@ -565,3 +566,85 @@ def test_a_damaged_bundle_is_refused_and_the_old_one_keeps_serving(
             assert "recsys_online_bundle_load_failures_total 1.0" in metrics
         finally:
             registry.rollback()
+
+
+class ScanStore(CandidateStore):
+    """The candidate store, with a scan that is slow per user or fails part-way."""
+
+    def __init__(self, inner: CandidateStore, delay_s: float = 0.0, fail_after: int = -1) -> None:
+        super().__init__("scan://")
+        self.inner, self.delay_s, self.fail_after = inner, delay_s, fail_after
+
+    def ping(self) -> None:
+        self.inner.ping()
+
+    def write(self, version: str, rows: Iterable[Candidates]) -> int:
+        raise NotImplementedError
+
+    def activate(self, version: str) -> None:
+        raise NotImplementedError
+
+    def live_version(self) -> str | None:
+        return self.inner.live_version()
+
+    def get(self, user_id: str, version: str | None = None) -> Candidates | None:
+        return self.inner.get(user_id, version)
+
+    def scan(self, version: str, limit: int | None = None) -> Iterator[Candidates]:
+        for n, row in enumerate(self.inner.scan(version, limit)):
+            if n == self.fail_after:
+                raise ConnectionError("the node went away")
+            time.sleep(self.delay_s)
+            yield row
+
+    def versions(self) -> list[VersionInfo]:
+        return self.inner.versions()
+
+    def drop(self, version: str) -> None:
+        raise NotImplementedError
+
+
+def cached_users(client: TestClient) -> int:
+    return len(client.app.state.runtime.recommender.cache)  # type: ignore[attr-defined]
+
+
+def test_a_fresh_server_answers_its_first_requests_from_the_filled_cache(
+    settings: Settings, stores: Any
+) -> None:
+    """The bundle's candidates are read whole into the cache before it serves: every
+    user's first request hits (no candidate read), and answers as a miss would."""
+    users = [c.user_id for c in stores[1].scan(stores[1].live_version())]
+    with TestClient(build(settings, stores)) as client:
+        assert cached_users(client) == len(users) == 10
+        warm = client.get("/v1/users/u2/recommendations", params={"k": 8}).json()
+    assert warm["timings_ms"]["candidates"] == 0.0 and not warm["degraded"]
+    with TestClient(build(settings, stores, candidates_cache_warm_s=0)) as client:
+        assert cached_users(client) == 0
+        cold = client.get("/v1/users/u2/recommendations", params={"k": 8}).json()
+        assert cached_users(client) == 1
+    assert cold["timings_ms"]["candidates"] > 0.0
+    assert [i["item_id"] for i in warm["items"]] == [i["item_id"] for i in cold["items"]]
+    assert [i["score"] for i in warm["items"]] == pytest.approx([i["score"] for i in cold["items"]])
+
+
+def test_the_fill_stops_at_the_cache_size_its_time_or_a_failure(
+    settings: Settings, stores: Any
+) -> None:
+    """Bounded by ``candidates_cache_size`` and ``candidates_cache_warm_s``; a scan that
+    fails stops the fill. The bundle serves in every case, and misses fill the cache."""
+    with TestClient(build(settings, stores, candidates_cache_size=4)) as client:
+        assert cached_users(client) == 4
+    slow = ScanStore(stores[1], delay_s=0.5)  # the whole scan: 5 s
+    state, _, log = stores
+    started = time.perf_counter()
+    with TestClient(build(settings, (state, slow, log), candidates_cache_warm_s=0.2)) as client:
+        assert time.perf_counter() - started < 4.0
+        assert cached_users(client) == 0  # its one batch was not read in time
+        body = client.get("/v1/users/u7/recommendations", params={"k": 8}).json()
+        assert not body["degraded"] and len(body["items"]) == 8
+    failing = ScanStore(stores[1], fail_after=0)
+    with TestClient(build(settings, (state, failing, log))) as client:
+        assert cached_users(client) == 0
+        body = client.get("/v1/users/u7/recommendations", params={"k": 8}).json()
+        assert not body["degraded"] and len(body["items"]) == 8
+        assert cached_users(client) == 1

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import itertools
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from cassandra.concurrent import execute_concurrent_with_args
@@ -30,6 +30,7 @@ from shared.storage.cassandra.connection import TUPLES, CassandraStore, create_k
 
 DEFAULT_BUCKETS = 64
 _CHUNK = 2000
+_SCAN_PAGE = 200  # rows per page of a scan: a row with feature rows is tens of KiB
 
 
 def bucket_of(user_id: str, buckets: int) -> int:
@@ -180,6 +181,29 @@ class CassandraCandidateStore(CassandraStore, CandidateStore):
             "SELECT items, scores, sources, features FROM {ks}.candidates_by_user"
             " WHERE version = ? AND bucket = ? AND user_id = ?",
         )
+
+    def scan(self, version: str, limit: int | None = None) -> Iterator[Candidates]:
+        """Partition by partition (each ``(version, bucket)``), a page of rows at a time."""
+        buckets = self._buckets_of(version)
+        if buckets is None:
+            return
+        statement = self._prepared(
+            "scan",
+            "SELECT user_id, items, scores, sources, features FROM {ks}.candidates_by_user"
+            " WHERE version = ? AND bucket = ?",
+        )
+        left = limit
+        for bucket in range(buckets):
+            bound = statement.bind((version, bucket))  # the prepared consistency level
+            bound.fetch_size = _SCAN_PAGE
+            for row in self._session.execute(bound, execution_profile=TUPLES):
+                if left is not None and left <= 0:
+                    return
+                found = _candidates(row[0], row[1:])
+                if found is not None:
+                    yield found
+                    if left is not None:
+                        left -= 1
 
     def versions(self) -> list[VersionInfo]:
         live = self.live_version()

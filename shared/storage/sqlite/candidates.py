@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import orjson
 
@@ -29,6 +29,7 @@ CREATE TABLE IF NOT EXISTS candidate_versions (version TEXT PRIMARY KEY, rows IN
 CREATE TABLE IF NOT EXISTS live_version (name TEXT PRIMARY KEY, version TEXT NOT NULL);
 """
 _BATCH = 5000
+_SCAN_PAGE = 500
 
 
 class SqliteCandidateStore(SqliteStore, CandidateStore):
@@ -88,11 +89,26 @@ class SqliteCandidateStore(SqliteStore, CandidateStore):
                 "SELECT payload, features FROM candidates WHERE version = ? AND user_id = ?",
                 (version, user_id),
             ).fetchone()
-        if row is None:
-            return None
-        data = orjson.loads(row[0])
-        features = decode_features(row[1], len(data["items"]))
-        return Candidates(user_id, data["items"], data["scores"], data["sources"], features)
+        return None if row is None else _row(user_id, row[0], row[1])
+
+    def scan(self, version: str, limit: int | None = None) -> Iterator[Candidates]:
+        """By user id, a page per query (no read held open between pages)."""
+        after, left = "", limit
+        while left is None or left > 0:
+            page = _SCAN_PAGE if left is None else min(_SCAN_PAGE, left)
+            with self._db.read() as conn:
+                rows = conn.execute(
+                    "SELECT user_id, payload, features FROM candidates"
+                    " WHERE version = ? AND user_id > ? ORDER BY user_id LIMIT ?",
+                    (version, after, page),
+                ).fetchall()
+            for user_id, payload, features in rows:
+                yield _row(str(user_id), payload, features)
+            if len(rows) < page:
+                return
+            after = str(rows[-1][0])
+            if left is not None:
+                left -= len(rows)
 
     def versions(self) -> list[VersionInfo]:
         live = self.live_version()
@@ -108,6 +124,17 @@ class SqliteCandidateStore(SqliteStore, CandidateStore):
         with self._db.transaction() as conn:
             conn.execute("DELETE FROM candidates WHERE version = ?", (version,))
             conn.execute("DELETE FROM candidate_versions WHERE version = ?", (version,))
+
+
+def _row(user_id: str, payload: bytes, features: bytes | None) -> Candidates:
+    data = orjson.loads(payload)
+    return Candidates(
+        user_id,
+        data["items"],
+        data["scores"],
+        data["sources"],
+        decode_features(features, len(data["items"])),
+    )
 
 
 def _payload(c: Candidates) -> bytes:
