@@ -10,8 +10,8 @@ must be Redis, ``RECSYS_CANDIDATES_URL``). Per ``GET /v1/users/{user_id}/recomme
 2. one FAISS search from up to 10 recent items the bundle knows, ``k`` = 50 (the fresh
    quota) + the number of recent items, as the full path asks; its answer is not used;
 3. one forward of the live bundle's ranker over the user's precomputed candidates' stored
-   feature rows (read from the candidate store once per user and kept, as the API's cache
-   keeps them);
+   feature rows (read from the candidate store at start-up, the version whole, as the API
+   fills its cache when a bundle loads; a user it did not read is read once and kept);
 4. the ``k`` best by score, the same JSON shape as the API (orjson).
 
 No merge, dedupe, quotas, genre cap, metrics, impressions or deadline: what no request path
@@ -39,7 +39,7 @@ from fastapi import FastAPI, Query, Response
 
 if TYPE_CHECKING:
     from online.bundle import ServingBundle
-    from shared.storage.candidates import CandidateStore
+    from shared.storage.candidates import Candidates, CandidateStore
     from shared.storage.redis_state import RedisUserStateStore
 
 LABEL = "floor: the external calls only"
@@ -117,6 +117,15 @@ class Floor:
 
         self.client = self.state._async_client()
         self.sha = str(await self.client.script_load(_READ_STATE))
+        await asyncio.to_thread(self.fill)
+
+    def fill(self) -> None:
+        """Every user's candidates of the version, ready for the ranker (as the API's cache
+        is filled before a bundle serves)."""
+        if self.candidate_version is None:
+            return
+        for raw in self.candidates.scan(self.candidate_version, _CACHE_SIZE):
+            self.cache[raw.user_id] = self.ready(raw)
 
     async def stop(self) -> None:
         await self.state.aclose()
@@ -135,24 +144,28 @@ class Floor:
         if user_id in self.cache:
             return self.cache[user_id]
         raw = await asyncio.to_thread(self.candidates.get, user_id, self.candidate_version)
-        found = None
-        if raw is not None and raw.items:
-            features = raw.features
-            if features is not None and features.shape[1] == self.width:
-                features = np.ascontiguousarray(features, dtype=np.float32)
-            else:  # another ranker's layout (or none): the stored order answers
-                features = None
-            found = UserCandidates(
-                items=list(raw.items),
-                sources=[[f"precomputed:{s}" if s else "precomputed"] for s in raw.sources]
-                or [["precomputed"]] * len(raw.items),
-                features=features,
-                scores=np.asarray(raw.scores, dtype=np.float32),
-            )
+        found = None if raw is None else self.ready(raw)
         if len(self.cache) >= _CACHE_SIZE:
             self.cache.clear()
         self.cache[user_id] = found
         return found
+
+    def ready(self, raw: Candidates) -> UserCandidates | None:
+        """A user's stored candidates as a request uses them (None: no items)."""
+        if not raw.items:
+            return None
+        features = raw.features
+        if features is not None and features.shape[1] == self.width:
+            features = np.ascontiguousarray(features, dtype=np.float32)
+        else:  # another ranker's layout (or none): the stored order answers
+            features = None
+        return UserCandidates(
+            items=list(raw.items),
+            sources=[[f"precomputed:{s}" if s else "precomputed"] for s in raw.sources]
+            or [["precomputed"]] * len(raw.items),
+            features=features,
+            scores=np.asarray(raw.scores, dtype=np.float32),
+        )
 
     async def answer(self, user_id: str, k: int) -> bytes:
         recent = await self.recent(user_id)
