@@ -27,6 +27,10 @@ from shared.ranker import ITEM_FEATURES, Ranker
 from shared.registry import verify_bundle
 
 _WARMUP_ROWS = (1, 64, 512)
+# Neighbours kept per item for the fresh candidates: the fresh quota (50) plus the recent
+# items a state keeps (50), the defaults; up to this many items (24 MB at 12 bytes each).
+NEIGHBOUR_TABLE_WIDTH = 100
+NEIGHBOUR_TABLE_MAX_ITEMS = 20_000
 
 
 @dataclass(frozen=True)
@@ -107,6 +111,16 @@ class ServingBundle:
         return out[:k]
 
 
+def _table_width(index: ItemIndex) -> int:
+    """How many neighbours per item the bundle keeps from its index (0: none): on an exact
+    (flat) index of at most ``NEIGHBOUR_TABLE_MAX_ITEMS`` items, enough for the default
+    fresh quota with every recent item a state keeps; a request that asks for more, or an
+    approximate index (HNSW, whose answer depends on how many are asked for), searches."""
+    if index.kind != "flat" or index.size > NEIGHBOUR_TABLE_MAX_ITEMS:
+        return 0
+    return min(NEIGHBOUR_TABLE_WIDTH, index.size)
+
+
 def load_serving_bundle(version: str, path: Path, device: str = "auto") -> ServingBundle:
     """Check, load and warm a bundle; raises ``CorruptBundle`` when a file is missing or
     changed since the bundle was written, or the loader's error (the old bundle keeps
@@ -133,7 +147,7 @@ def load_serving_bundle(version: str, path: Path, device: str = "auto") -> Servi
         path=path,
         ranker=ranker,
         index=index,
-        fresh=FreshCandidates(embeddings, index),
+        fresh=FreshCandidates(embeddings, index, table_width=_table_width(index)),
         items=items,
         popular=popular,
         trending=trending,

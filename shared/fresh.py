@@ -23,6 +23,7 @@ from shared.storage.user_state import UserState
 IntArray = npt.NDArray[np.int64]
 _NO_ROWS: IntArray = np.empty(0, dtype=np.int64)
 _NO_SCORES: npt.NDArray[np.float64] = np.empty(0, dtype=np.float64)
+_TABLE_CHUNK = 10  # seeds per search when the table is built: a request's own batch size
 
 
 class VectorIndex(Protocol):
@@ -49,6 +50,7 @@ class FreshCandidates:
         *,
         seeds: int = 10,
         recency_discount: float = 0.9,
+        table_width: int = 0,
     ) -> None:
         self.embeddings = embeddings
         self.index = index
@@ -56,6 +58,24 @@ class FreshCandidates:
         self.recency_discount = recency_discount
         self._rows: Mapping[str, int] = embeddings.position()
         self._discounts = recency_discount ** np.arange(max(seeds, 1), dtype=np.float64)
+        # Each item's nearest neighbours, best first, searched once (``table_width`` of
+        # them; 0: none kept, every request searches the index).
+        self.table: tuple[IntArray, npt.NDArray[np.float32]] | None = (
+            self._neighbours(table_width) if table_width > 0 else None
+        )
+
+    def _neighbours(self, width: int) -> tuple[IntArray, npt.NDArray[np.float32]]:
+        """``(ids, scores)``, ``[items, width]``: what the index answers each item's vector,
+        asked in batches the size of a request's, so that a row is what a request's search
+        of the same item returns (the same kernel, bit for bit)."""
+        vectors = self.embeddings.vectors
+        n = len(vectors)
+        ids = np.empty((n, width), dtype=np.int64)
+        scores = np.empty((n, width), dtype=np.float32)
+        for start in range(0, n, _TABLE_CHUNK):
+            stop = min(n, start + _TABLE_CHUNK)
+            ids[start:stop], scores[start:stop] = self.index.search(vectors[start:stop], width)
+        return ids, scores
 
     def __call__(self, state: UserState, k: int = 50) -> list[FreshCandidate]:
         """Up to ``k`` items, best first; items in the recent list are never returned."""
@@ -89,7 +109,11 @@ class FreshCandidates:
         if not len(seeds) or k <= 0:
             return _NO_ROWS, _NO_SCORES, _NO_ROWS
         extra = len(seen) if n_seen is None else n_seen
-        ids, scores = self.index.search(self.embeddings.vectors[seeds], k + extra)
+        wanted = k + extra
+        if self.table is not None and wanted <= self.table[0].shape[1]:
+            ids, scores = self.table[0][seeds, :wanted], self.table[1][seeds, :wanted]
+        else:
+            ids, scores = self.index.search(self.embeddings.vectors[seeds], wanted)
         # In numpy rather than a loop over seeds x neighbours (the request path's hot spot),
         # in as few array operations as it takes (each costs a few microseconds here):
         # each item keeps its best discounted score, a tie going to the more recent seed;

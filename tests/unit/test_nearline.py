@@ -532,3 +532,28 @@ def test_rebuild_after_the_worker_wrote_to_the_emptied_state_gives_the_same_stat
     assert (stats.events, stats.applied) == (180, 180 - len(newest))
     assert_same_state(before, lost.get_many(users))
     lost.close()
+
+
+def test_a_neighbour_table_answers_exactly_what_the_index_does() -> None:
+    """Fresh candidates read from the table kept at load are the index's own answers, bit
+    for bit, for any seeds, seen items and size asked; past its width the index answers."""
+    rng = np.random.default_rng(3)
+    n = 700
+    vectors = rng.normal(size=(n, 16)).astype(np.float32)
+    vectors[5] = vectors[4]  # a tie: two items with one vector
+    embeddings = Embeddings([f"i{j}" for j in range(n)], vectors)
+    index = build_index(vectors, "flat")
+    searched = FreshCandidates(embeddings, index)
+    table = FreshCandidates(embeddings, index, table_width=40)
+    assert searched.table is None and table.table is not None
+    assert table.table[0].shape == (n, 40)
+    for trial in range(300):
+        seeds = rng.choice(n, int(rng.integers(0, 12)), replace=False)
+        if trial % 7 == 0 and len(seeds):
+            seeds[0] = 4  # the tie's items among the seeds and their neighbours
+        seen = np.unique(np.concatenate([seeds, rng.choice(n, int(rng.integers(0, 5)))]))
+        k = int(rng.integers(1, 45))  # past the width (40) too: then the index answers
+        got = table.search(seeds, seen, k)
+        want = searched.search(seeds, seen, k)
+        for a, b in zip(got, want, strict=True):
+            assert np.array_equal(a, b), (trial, len(seeds), len(seen), k)
