@@ -4,9 +4,11 @@ brought it, so the online tier can say "because you watched X".
 Computed on request from the user state rather than precomputed by the worker: it is always
 as fresh as the state itself (nothing to lag behind), costs the worker nothing per event,
 and `recsys bench nearline` measures it well under a millisecond for a 10-seed query on a
-flat index (see the README for the figures). It depends only on ``shared`` and on an index
-with ``search(vectors, k) -> (ids, scores)`` (``shared.index.ItemIndex``), so the online
-tier can call it without importing anything else from here.
+flat index (see the README for the figures). Only the item-to-item neighbours behind them
+can be kept (``table_width``: asked of the index once, when a bundle loads, and read per
+request); which of them a user gets still follows the state. It depends only on ``shared``
+and on an index with ``search(vectors, k) -> (ids, scores)`` (``shared.index.ItemIndex``),
+so the online tier can call it without importing anything else from here.
 """
 
 from __future__ import annotations
