@@ -111,8 +111,9 @@ class CandidateStore(Store):
     @abstractmethod
     def scan(self, version: str, limit: int | None = None) -> Iterator[Candidates]:
         """Every user's candidates under ``version`` (at most ``limit`` users), in the
-        store's own order, read page by page (the online tier fills its cache with it when
-        a bundle loads). An unknown version yields nothing."""
+        store's own order, read page by page and lazily: no I/O before the first row is
+        asked for (the online tier creates it on its event loop and reads it in its store
+        pool when a bundle loads). An unknown version yields nothing."""
 
     @abstractmethod
     def versions(self) -> list[VersionInfo]:

@@ -183,7 +183,9 @@ class CassandraCandidateStore(CassandraStore, CandidateStore):
         )
 
     def scan(self, version: str, limit: int | None = None) -> Iterator[Candidates]:
-        """Partition by partition (each ``(version, bucket)``), a page of rows at a time."""
+        """Partition by partition (each ``(version, bucket)``), a page of rows at a time. A
+        generator: nothing, not even the version's layout, is read before the first row is
+        asked for (by the online tier, in its store pool)."""
         buckets = self._buckets_of(version)
         if buckets is None:
             return
@@ -192,18 +194,15 @@ class CassandraCandidateStore(CassandraStore, CandidateStore):
             "SELECT user_id, items, scores, sources, features FROM {ks}.candidates_by_user"
             " WHERE version = ? AND bucket = ?",
         )
-        left = limit
-        for bucket in range(buckets):
-            bound = statement.bind((version, bucket))  # the prepared consistency level
-            bound.fetch_size = _SCAN_PAGE
-            for row in self._session.execute(bound, execution_profile=TUPLES):
-                if left is not None and left <= 0:
-                    return
-                found = _candidates(row[0], row[1:])
-                if found is not None:
-                    yield found
-                    if left is not None:
-                        left -= 1
+
+        def rows() -> Iterator[Candidates]:
+            for bucket in range(buckets):
+                bound = statement.bind((version, bucket))  # the prepared consistency level
+                bound.fetch_size = _SCAN_PAGE
+                for row in self._session.execute(bound, execution_profile=TUPLES):
+                    yield _from_row(row[0], row[1:])
+
+        yield from itertools.islice(rows(), limit)  # no page is fetched past the limit's
 
     def versions(self) -> list[VersionInfo]:
         live = self.live_version()
@@ -232,9 +231,11 @@ class CassandraCandidateStore(CassandraStore, CandidateStore):
 
 
 def _candidates(user_id: str, row: Any) -> Candidates | None:
-    """A row of ``(items, scores, sources, features)`` as :class:`Candidates`."""
-    if row is None:
-        return None
+    """A row of ``(items, scores, sources, features)`` as :class:`Candidates`, or None."""
+    return None if row is None else _from_row(user_id, row)
+
+
+def _from_row(user_id: str, row: Any) -> Candidates:
     items_col, scores, sources, features = row
     items = list(items_col or [])
     return Candidates(

@@ -93,22 +93,23 @@ class SqliteCandidateStore(SqliteStore, CandidateStore):
 
     def scan(self, version: str, limit: int | None = None) -> Iterator[Candidates]:
         """By user id, a page per query (no read held open between pages)."""
-        after, left = "", limit
-        while left is None or left > 0:
-            page = _SCAN_PAGE if left is None else min(_SCAN_PAGE, left)
-            with self._db.read() as conn:
-                rows = conn.execute(
-                    "SELECT user_id, payload, features FROM candidates"
-                    " WHERE version = ? AND user_id > ? ORDER BY user_id LIMIT ?",
-                    (version, after, page),
-                ).fetchall()
-            for user_id, payload, features in rows:
-                yield _row(str(user_id), payload, features)
-            if len(rows) < page:
-                return
-            after = str(rows[-1][0])
-            if left is not None:
-                left -= len(rows)
+
+        def rows() -> Iterator[Candidates]:
+            after = ""
+            while True:
+                with self._db.read() as conn:
+                    page = conn.execute(
+                        "SELECT user_id, payload, features FROM candidates"
+                        " WHERE version = ? AND user_id > ? ORDER BY user_id LIMIT ?",
+                        (version, after, _SCAN_PAGE),
+                    ).fetchall()
+                for user_id, payload, features in page:
+                    yield _row(str(user_id), payload, features)
+                if len(page) < _SCAN_PAGE:
+                    return
+                after = str(page[-1][0])
+
+        yield from itertools.islice(rows(), limit)  # the page it stops in is fetched whole
 
     def versions(self) -> list[VersionInfo]:
         live = self.live_version()
